@@ -1,0 +1,28 @@
+# synth2real: do text-to-image models make useful training data?
+# Kept thin and cheap to parse: every cluster job re-reads it.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/prompts.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/probes.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/figures.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,64 @@
+"""Architectures: BagNet-9 really sees 9x9 patches; every arch gives logits and features."""
+
+import pytest
+import torch
+
+from synth2real.architectures import bagnet9, bagnet_receptive_field, build_model, features
+
+
+def patch_support(model, size, channels_last_pos):
+    """Input pixels whose gradient is non-zero for one output position's logit."""
+    x = torch.randn(1, 3, size, size, requires_grad=True)
+    logits = model.patch_logits(x)
+    i, j = channels_last_pos
+    logits[0, 0, i, j].backward()
+    nz = (x.grad[0].abs().sum(0) > 0).nonzero()
+    return nz, logits.shape
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"width": 8, "layers": (1, 1, 1, 1)},  # the paper's strides and kernels, narrow
+        {"width": 8, "layers": (1, 1, 1, 1), "strides": (1, 1, 1, 1), "kernel3": (1, 1, 1, 0)},
+    ],
+)
+def test_bagnet9_receptive_field_is_9x9(kwargs):
+    torch.manual_seed(0)
+    model = bagnet9(5, **kwargs).eval()
+    for pos in [(0, 0), (1, 1)]:
+        nz, shape = patch_support(model, 48, pos)
+        assert shape[2] > 1 and shape[3] > 1
+        rows, cols = nz[:, 0], nz[:, 1]
+        assert int(rows.max() - rows.min()) + 1 == 9
+        assert int(cols.max() - cols.min()) + 1 == 9
+        assert len(nz) == 81  # every pixel of the window matters, none outside it
+
+
+def test_receptive_field_formula_rejects_other_sizes():
+    assert bagnet_receptive_field((3, 4, 6, 3), (2, 2, 2, 1), (1, 1, 1, 1)) == 33
+    assert bagnet_receptive_field((3, 4, 6, 3), (2, 2, 2, 1), (1, 1, 1, 0)) == 17
+    with pytest.raises(ValueError, match="17x17"):
+        bagnet9(3, kernel3=(1, 1, 1, 0))
+
+
+@pytest.mark.parametrize(
+    "arch,kwargs", [("smallcnn", {"width": 8}), ("bagnet9", {"width": 8, "layers": (1, 1, 1, 1)})]
+)
+def test_logits_and_features(arch, kwargs):
+    model = build_model(arch, 7, **kwargs).eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert model(x).shape == (2, 7)
+    assert features(model, x).shape == (2, model.num_features)
+
+
+def test_timm_arch_is_created_by_config_id():
+    model = build_model("resnet50", 4, pretrained=False).eval()
+    x = torch.randn(1, 3, 64, 64)
+    assert model(x).shape == (1, 4)
+    assert features(model, x).shape == (1, 2048)
+
+
+def test_unknown_arch_is_named():
+    with pytest.raises(ValueError, match="nope"):
+        build_model("nope", 3)

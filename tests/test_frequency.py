@@ -1,0 +1,67 @@
+"""Low-/high-pass probes keep the band they name, and nothing else."""
+
+import numpy as np
+import pytest
+
+from synth2real.frequency import band_mask, filter_float, filter_uint8, radial_frequency
+
+
+def sinusoid(size, cycles, amplitude=0.25):
+    """A horizontal cosine with ``cycles`` periods across the image, at f = cycles/size."""
+    x = np.arange(size)
+    return amplitude * np.cos(2 * np.pi * cycles * x / size)[None, :].repeat(size, 0)
+
+
+@pytest.mark.parametrize("cutoff", [0.2, 0.5])
+def test_high_frequency_sinusoid(cutoff):
+    size = 64
+    # f / f_N = (cycles / size) / 0.5: 24 cycles at 64 px -> 0.75 f_N, above both cutoffs.
+    wave = sinusoid(size, 24)
+    low = filter_float(wave, "lowpass", cutoff)
+    high = filter_float(wave, "highpass", cutoff)
+    assert np.abs(low).max() < 1e-9
+    np.testing.assert_allclose(high, wave, atol=1e-9)
+
+
+@pytest.mark.parametrize("cutoff", [0.2, 0.5])
+def test_low_frequency_sinusoid(cutoff):
+    size = 64
+    # 2 cycles at 64 px -> 0.0625 f_N, below both cutoffs.
+    wave = sinusoid(size, 2)
+    np.testing.assert_allclose(filter_float(wave, "lowpass", cutoff), wave, atol=1e-9)
+    assert np.abs(filter_float(wave, "highpass", cutoff)).max() < 1e-9
+
+
+def test_mixture_is_split_into_its_parts():
+    low_wave, high_wave = sinusoid(32, 1), sinusoid(32, 12)
+    mix = low_wave + high_wave
+    np.testing.assert_allclose(filter_float(mix, "lowpass", 0.3), low_wave, atol=1e-9)
+    np.testing.assert_allclose(filter_float(mix, "highpass", 0.3), high_wave, atol=1e-9)
+
+
+def test_uint8_images_keep_shape_and_offset_highpass():
+    rng = np.random.default_rng(0)
+    img = np.full((2, 16, 16, 3), 100, dtype=np.uint8)
+    img += rng.integers(0, 3, img.shape, dtype=np.uint8)
+    low = filter_uint8(img, "lowpass", 0.1)
+    high = filter_uint8(img, "highpass", 0.5)
+    assert low.shape == img.shape and low.dtype == np.uint8
+    assert abs(float(low.mean()) - float(img.mean())) < 1.0  # DC kept
+    assert abs(float(high.mean()) - 127.5) < 1.5  # DC removed, stored around mid-grey
+
+
+def test_official_mask_is_a_centred_box():
+    keep = np.fft.fftshift(band_mask(8, 8, "lowpass", 0.5, mask="official"))
+    assert keep.sum() == 16 and keep[2:6, 2:6].all()  # ry = int(0.5 * 4) = 2
+    high = np.fft.fftshift(band_mask(8, 8, "highpass", 0.75, mask="official"))
+    assert (~high).sum() == 4  # removes the centre box of relative size 1 - 0.75
+
+
+def test_radial_frequency_is_in_nyquist_units():
+    f = radial_frequency(8, 8)
+    assert f[0, 0] == 0 and f[0, 4] == pytest.approx(1.0)
+
+
+def test_bad_cutoff_is_rejected():
+    with pytest.raises(ValueError, match="cutoff"):
+        band_mask(8, 8, "lowpass", 1.5)

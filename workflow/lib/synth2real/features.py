@@ -1,0 +1,57 @@
+"""Feature vectors for distribution metrics, cached per dataset as ``.npz`` (features, labels).
+
+The paper uses CLIP ViT-L/14 image features; the digits demo uses the penultimate layer of the
+classifier trained on real digits, a space in which "looks like a real digit of class c" is
+exactly what the classifier learned.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synth2real.architectures import features as penultimate
+from synth2real.shards import load_split
+from synth2real.training import load_classifier, to_input
+
+
+def save_features(path: str | os.PathLike[str], features: np.ndarray, labels: np.ndarray) -> None:
+    """Write features and labels to ``path`` (.npz) via a temp file and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(tmp, features=features.astype(np.float32), labels=labels.astype(np.int64))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_features(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as blob:
+        return blob["features"], blob["labels"]
+
+
+@torch.no_grad()
+def classifier_features(
+    model_path: str | os.PathLike[str],
+    shards: Sequence[str],
+    device: str = "cpu",
+    batch_size: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penultimate-layer features (N, D) of a trained classifier, and the labels."""
+    model = load_classifier(model_path, device)
+    images, labels = load_split(shards)
+    x = torch.from_numpy(images)
+    out = [
+        penultimate(model, to_input(x[i : i + batch_size]).to(device)).float().cpu()
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(out).numpy(), labels

@@ -1,0 +1,75 @@
+"""Low- and high-pass probes: FFT masks that keep one band of spatial frequencies.
+
+Frequencies are measured as a fraction of the Nyquist frequency f_N (0.5 cycles/pixel), so a
+cutoff means the same band at every image size.
+
+The paper's text swaps the two labels ("high-pass retains f <= 0.2 f_N"). We take the
+physically meaningful reading: **lowpass keeps f <= cutoff * f_N** and **highpass keeps
+f >= cutoff * f_N**, with a radial (isotropic) mask. The official code's square mask, with its
+own parameterisation (highpass removes the centre box of relative size ``1 - cutoff``, and the
+result is clipped to [0, 1]), is available as ``mask="official"`` for exact comparisons.
+
+A high-passed image has zero mean and negative values. With the radial mask we store it
+offset by mid-grey (0.5) before quantising to 8 bits, so no band information is clipped away;
+the official mask clips at 0 as the official code does.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+Band = Literal["lowpass", "highpass"]
+Mask = Literal["radial", "official"]
+
+
+def radial_frequency(height: int, width: int) -> np.ndarray:
+    """|f| / f_N for every FFT bin of an (height, width) image (unshifted layout)."""
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.fftfreq(width)[None, :]
+    return np.sqrt(fx**2 + fy**2) / 0.5
+
+
+def band_mask(
+    height: int, width: int, band: Band, cutoff: float, mask: Mask = "radial"
+) -> np.ndarray:
+    """Boolean mask of the FFT bins (unshifted layout) that ``band`` keeps."""
+    if not 0.0 <= cutoff <= 1.0:
+        raise ValueError(f"cutoff must be a fraction of Nyquist in [0, 1], got {cutoff}")
+    if band not in ("lowpass", "highpass"):
+        raise ValueError(f"band must be 'lowpass' or 'highpass', got {band!r}")
+    if mask == "radial":
+        f = radial_frequency(height, width)
+        return f <= cutoff if band == "lowpass" else f >= cutoff
+    if mask == "official":
+        # Centre box in the fftshift-ed spectrum, as classifier/bp_filter.py builds it.
+        c = cutoff if band == "lowpass" else 1.0 - cutoff
+        cy, cx = height // 2, width // 2
+        ry, rx = int(c * cy), int(c * cx)
+        box = np.zeros((height, width), dtype=bool)
+        box[cy - ry : cy + ry, cx - rx : cx + rx] = True
+        keep = box if band == "lowpass" else ~box
+        return np.fft.ifftshift(keep)
+    raise ValueError(f"mask must be 'radial' or 'official', got {mask!r}")
+
+
+def filter_float(
+    images: np.ndarray, band: Band, cutoff: float, mask: Mask = "radial"
+) -> np.ndarray:
+    """Filter float images (..., H, W) per channel-plane; returns the real part, unclipped."""
+    h, w = images.shape[-2:]
+    keep = band_mask(h, w, band, cutoff, mask)
+    return np.fft.ifft2(np.fft.fft2(images, axes=(-2, -1)) * keep, axes=(-2, -1)).real
+
+
+def filter_uint8(
+    images: np.ndarray, band: Band, cutoff: float, mask: Mask = "radial"
+) -> np.ndarray:
+    """Filter (N, H, W, 3) uint8 images and quantise back to uint8 (see module notes)."""
+    x = images.astype(np.float64).transpose(0, 3, 1, 2) / 255.0
+    y = filter_float(x, band, cutoff, mask)
+    if band == "highpass" and mask == "radial":
+        y = y + 0.5
+    y = np.clip(y, 0.0, 1.0)
+    return np.round(y * 255.0).astype(np.uint8).transpose(0, 2, 3, 1)

@@ -1,0 +1,51 @@
+"""Generation glue: pick the loader for a generator family, then write one shard."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from synth2real.prompt_plan import class_table
+from synth2real.prompts import read_prompt_table, shard_rows
+from synth2real.t2i import generate_shard, load_pipeline
+
+
+def load_generator(
+    spec: Mapping[str, Any], model: str | os.PathLike[str], config: Mapping[str, Any], device: str
+) -> Any:
+    """A pipeline-like callable for ``spec``: the demo's DDPM or any diffusers pipeline.
+
+    ``model`` is the trained-model directory (DigitsDDPM) or the ``.complete`` flag inside a
+    downloaded weights directory (hub models).
+    """
+    model = Path(model)
+    if spec["pipeline"] == "DigitsDDPM":
+        from synth2real.ddpm_digits import DigitsPipeline
+
+        names = [c["class_name"] for c in class_table(config)]
+        return DigitsPipeline.from_pretrained(model, names, int(spec["output_size"]))
+    weights = model.parent if model.name == ".complete" else model
+    return load_pipeline(spec, weights, device=device)
+
+
+def generate_dataset_shard(
+    spec: Mapping[str, Any],
+    model: str | os.PathLike[str],
+    prompts: str | os.PathLike[str],
+    config: Mapping[str, Any],
+    dataset: str,
+    split: str,
+    shard: int,
+    n_shards: int,
+    batch_size: int,
+    out: str | os.PathLike[str],
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Generate shard ``shard`` of ``n_shards`` of a split from its prompt table."""
+    rows = shard_rows(read_prompt_table(prompts), n_shards, shard)
+    pipe = load_generator(spec, model, config, device)
+    return generate_shard(
+        pipe, spec, rows, out, batch_size, device, dataset=dataset, split=split, shard=shard
+    )

@@ -1,0 +1,130 @@
+"""The benchmark grid: every dataset, shard, model and evaluation the config asks for.
+
+Snakemake reads this at parse time (in ``common.smk``) to enumerate targets, so it must stay
+cheap: no torch, no data access beyond the small config and registry files. Checks here give
+messages that name the config key, because a wrong id otherwise surfaces as an obscure
+"missing input" error far from its cause.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synth2real.t2i_registry import load_registry
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+REAL = "real"
+DIGITS_CLASSES = 10
+
+
+class ConfigError(ValueError):
+    """The config is valid JSON-schema-wise but inconsistent (e.g. an unknown generator id)."""
+
+
+@dataclass(frozen=True)
+class Model:
+    """One classifier to train: on ``dataset``'s ``probe`` view, with architecture ``arch``."""
+
+    dataset: str
+    probe: str
+    arch: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One (trained model, test dataset) pair: a row of the summary table."""
+
+    model: Model
+    test_dataset: str
+
+
+def read_classes(path: str | Path) -> list[dict[str, str]]:
+    """The class subset TSV (columns ``wnid``, ``name``), in label order."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    if not rows or not {"wnid", "name"} <= set(rows[0]):
+        raise ConfigError(f"data.classes: {path} must be a TSV with columns wnid and name")
+    return rows
+
+
+class Grid:
+    """Everything the DAG enumerates, derived once from a validated config."""
+
+    def __init__(self, config: Mapping[str, Any], root: str | Path = ".") -> None:
+        self.config = config
+        self.root = Path(root)
+        self.run = config["run"]
+        self.registry = load_registry(self.root / config["generators_file"])
+        unknown = [g for g in config["generators"] if g not in self.registry]
+        if unknown:
+            raise ConfigError(
+                f"generators: unknown id(s) {', '.join(unknown)}; "
+                f"{config['generators_file']} defines {', '.join(self.registry)}"
+            )
+        self.generators: list[str] = list(config["generators"])
+        self.prompt_types: list[str] = list(config["prompt_types"])
+        self.synthetic: dict[str, tuple[str, str]] = {
+            f"{g}-{p}": (g, p) for g in self.generators for p in self.prompt_types
+        }
+        self.datasets: list[str] = [REAL, *self.synthetic]
+        self.num_classes = self._num_classes()
+        self.probes: dict[str, dict[str, Any]] = {
+            name: spec for name, spec in config["probes"].items() if spec.get("enabled", True)
+        }
+        for name, spec in config["probes"].items():
+            for arch in spec["archs"]:
+                if arch not in config["architectures"]:
+                    raise ConfigError(
+                        f"probes.{name}.archs: unknown architecture {arch!r}; "
+                        f"architectures defines {', '.join(config['architectures'])}"
+                    )
+            if spec["transform"] in ("lowpass", "highpass") and "cutoff" not in spec:
+                raise ConfigError(f"probes.{name}: a {spec['transform']} probe needs a cutoff")
+        if config["reference_arch"] not in config["probes"]["rgb"]["archs"]:
+            raise ConfigError("reference_arch must be one of probes.rgb.archs")
+
+    # ----------------------------------------------------------------- data
+    def _num_classes(self) -> int:
+        data = self.config["data"]
+        if data["source"] == "digits":
+            return DIGITS_CLASSES
+        if not data.get("classes"):
+            raise ConfigError("data.classes: a class TSV is required when data.source is imagenet")
+        return len(read_classes(self.root / data["classes"]))
+
+    def split_sizes(self, dataset: str) -> dict[str, int]:
+        section = self.config["data"] if dataset == REAL else self.config["synthetic"]
+        return {s: section["splits"][s] * self.num_classes for s in SPLITS}
+
+    def n_shards(self, dataset: str, split: str) -> int:
+        section = self.config["data"] if dataset == REAL else self.config["synthetic"]
+        return max(1, math.ceil(self.split_sizes(dataset)[split] / section["shard_size"]))
+
+    def shard_ids(self, dataset: str, split: str) -> list[str]:
+        return [f"{i:05d}" for i in range(self.n_shards(dataset, split))]
+
+    def generator_spec(self, dataset: str) -> dict[str, Any]:
+        return self.registry[self.synthetic[dataset][0]]
+
+    # ----------------------------------------------------------------- models
+    def models(self) -> list[Model]:
+        return [
+            Model(d, probe, arch)
+            for d in self.datasets
+            for probe, spec in self.probes.items()
+            for arch in spec["archs"]
+        ]
+
+    def evaluations(self) -> list[Evaluation]:
+        """Real baseline, Synth->Real for every synthetic model, Real->Synth for every real one."""
+        out = []
+        for m in self.models():
+            out.append(Evaluation(m, REAL))
+            if m.dataset == REAL:
+                out.extend(Evaluation(m, d) for d in self.synthetic)
+        return out

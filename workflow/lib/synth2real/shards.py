@@ -1,0 +1,178 @@
+"""The dataset contract: a split is a list of Parquet shards of PNG-encoded rows.
+
+Real and synthetic data share this one on-disk format, so every downstream rule (probes,
+training, evaluation, metrics) is blind to where its images came from. Shards are written to a
+temporary name in the target directory and renamed into place, so a shard exists whole or not
+at all, even if the writer is killed (SIGKILL, preemption) half way through.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+#: Columns every shard must carry. Extra columns (generator settings, guidance, ...) are kept.
+REQUIRED_COLUMNS: tuple[str, ...] = ("image", "label", "class_id", "prompt", "seed", "source_id")
+
+_TYPES: dict[str, pa.DataType] = {
+    "image": pa.binary(),
+    "label": pa.int32(),
+    "class_id": pa.string(),
+    "prompt": pa.string(),
+    "seed": pa.int64(),
+    "source_id": pa.string(),
+}
+
+
+class ShardError(ValueError):
+    """A shard (or the rows meant for one) breaks the dataset contract."""
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Losslessly encode an HxW or HxWx3 uint8 array as PNG bytes (deterministic settings)."""
+    if image.dtype != np.uint8:
+        raise ShardError(f"images must be uint8, got {image.dtype}")
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=6, optimize=False)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Decode PNG bytes to an HxWx3 uint8 array (grey images are replicated to RGB)."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def make_table(columns: Mapping[str, Sequence[object]]) -> pa.Table:
+    """Build a contract-conforming Arrow table; raise :class:`ShardError` naming what is off."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise ShardError(f"shard rows lack required column(s): {', '.join(missing)}")
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ShardError(f"shard columns have different lengths: {lengths}")
+    arrays = {
+        name: pa.array(list(values), type=_TYPES.get(name)) for name, values in columns.items()
+    }
+    return pa.table(arrays)
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Open a binary file that appears at ``path`` whole, or not at all.
+
+    Where the filesystem supports it (Linux ``O_TMPFILE``: ext4, xfs, btrfs, tmpfs), the data
+    goes to an *unnamed* file in the target directory, which is linked into place only once it
+    is complete and fsynced. A writer killed even by SIGKILL leaves nothing behind: the kernel
+    frees the unnamed file. Elsewhere (e.g. NFS) it falls back to a dot-named temp file, which
+    the next writer of the same path removes (:func:`remove_stale_temps`).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    fd = -1
+    if hasattr(os, "O_TMPFILE"):
+        try:
+            fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o644)
+        except OSError:
+            fd = -1
+    named = None
+    if fd < 0:
+        fd, named = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+            if named is None:
+                _, named = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                os.unlink(named)
+                _link_unnamed(fh.fileno(), Path(named))
+        os.replace(named, path)
+    except BaseException:
+        if named is not None:
+            Path(named).unlink(missing_ok=True)
+        raise
+
+
+def _link_unnamed(fd: int, target: Path) -> None:
+    """Give an O_TMPFILE file a name. A non-default dir fd makes CPython call linkat()
+    with AT_SYMLINK_FOLLOW, which resolves the /proc fd link (plain link() would not)."""
+    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=dir_fd, follow_symlinks=True)
+    finally:
+        os.close(dir_fd)
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> None:
+    """Delete temp files that a killed writer of ``path`` left (fallback mode only)."""
+    path = Path(path)
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def write_table_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
+    """Write any Arrow table as Parquet to ``path``, whole or not at all."""
+    with atomic_output(path) as fh:
+        pq.write_table(table, fh, compression="zstd", write_statistics=False)
+    return Path(path)
+
+
+def write_shard(
+    columns: Mapping[str, Sequence[object]] | pa.Table, path: str | os.PathLike[str]
+) -> Path:
+    """Validate rows against the contract and write them atomically as one shard."""
+    table = columns if isinstance(columns, pa.Table) else make_table(columns)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ShardError(f"shard rows lack required column(s): {', '.join(missing)}")
+    return write_table_atomic(table, path)
+
+
+def read_shard(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
+    """Read one shard (optionally a subset of columns)."""
+    return pq.read_table(path, columns=columns)
+
+
+def read_shards(
+    paths: Sequence[str | os.PathLike[str]], columns: list[str] | None = None
+) -> pa.Table:
+    """Concatenate the shards of a split, in the given order."""
+    if not paths:
+        raise ShardError("no shards given")
+    return pa.concat_tables([read_shard(p, columns) for p in paths])
+
+
+def decode_images(table: pa.Table) -> np.ndarray:
+    """Decode a table's ``image`` column to an (N, H, W, 3) uint8 array."""
+    images = [decode_png(b) for b in table.column("image").to_pylist()]
+    if not images:
+        raise ShardError("table has no rows")
+    return np.stack(images)
+
+
+def load_split(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, H, W, 3) uint8 and integer labels (N,) of a whole split."""
+    table = read_shards(paths, ["image", "label"])
+    return decode_images(table), table.column("label").to_numpy().astype(np.int64)
+
+
+def chunk_rows(n_rows: int, n_shards: int) -> Iterator[tuple[int, int]]:
+    """Split ``n_rows`` into ``n_shards`` contiguous near-equal [start, stop) ranges."""
+    if n_shards < 1:
+        raise ShardError("a split needs at least one shard")
+    edges = np.linspace(0, n_rows, n_shards + 1).round().astype(int)
+    for start, stop in zip(edges[:-1], edges[1:]):
+        yield int(start), int(stop)

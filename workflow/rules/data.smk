@@ -1,0 +1,15 @@
+rule real_data:
+    """One shard of the real dataset (digits for the demo, an ImageNet subset for the paper)."""
+    output:
+        f"{R}/data/{REAL}/{{split}}/shard-{{shard}}.parquet",
+    log:
+        f"{R}/logs/real_data/{{split}}/{{shard}}.log",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    params:
+        data=config["data"],
+        seed=config["seed"],
+        n_shards=get_real_n_shards,
+    script:
+        "../scripts/real_data.py"

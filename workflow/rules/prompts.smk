@@ -1,0 +1,14 @@
+rule prompts:
+    """The plan of one synthetic split: a row per image (class, prompt, seed, source id)."""
+    output:
+        f"{R}/prompts/{{synth}}/{{split}}.parquet",
+    log:
+        f"{R}/logs/prompts/{{synth}}/{{split}}.log",
+    conda:
+        "../../envs/torch.yaml"
+    params:
+        config=config,
+        prompt_type=get_prompt_type,
+        images_per_class=get_synth_images_per_class,
+    script:
+        "../scripts/prompts.py"

@@ -1,0 +1,24 @@
+"""Generate one synthetic shard."""
+
+import script_setup
+
+log = script_setup.init(snakemake)
+script_setup.torch_threads(snakemake)
+
+from synth2real.generation import generate_dataset_shard  # noqa: E402
+
+wc = snakemake.wildcards
+stats = generate_dataset_shard(
+    spec=snakemake.params.spec,
+    model=snakemake.input.model,
+    prompts=snakemake.input.prompts,
+    config=snakemake.params.config,
+    dataset=wc.synth,
+    split=wc.split,
+    shard=int(wc.shard),
+    n_shards=snakemake.params.n_shards,
+    batch_size=snakemake.params.batch_size,
+    out=snakemake.output[0],
+    device=script_setup.device(snakemake.params.config),
+)
+log.info("generation stats: %s", stats)

@@ -1,0 +1,18 @@
+"""Write one shard of the real dataset."""
+
+import script_setup
+
+log = script_setup.init(snakemake)
+
+from synth2real import real_data  # noqa: E402
+
+data = snakemake.params.data
+real_data.write_real_shard(
+    data,
+    split=snakemake.wildcards.split,
+    shard=int(snakemake.wildcards.shard),
+    n_shards=snakemake.params.n_shards,
+    seed=snakemake.params.seed,
+    out=snakemake.output[0],
+)
+log.info("wrote %s", snakemake.output[0])

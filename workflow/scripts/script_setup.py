@@ -1,0 +1,48 @@
+"""Shared start of every Snakemake script: import path and log redirection.
+
+Snakemake puts this directory on ``sys.path``, so scripts ``import script_setup`` and then
+the library. Jobs may run in a conda env where the library is not installed, hence the path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+LIB = Path(__file__).resolve().parent.parent / "lib"
+if str(LIB) not in sys.path:
+    sys.path.insert(0, str(LIB))
+
+
+def init(snakemake: Any) -> logging.Logger:
+    """Send stdout/stderr to the rule's log file and cap torch threads at the rule's."""
+    if snakemake.log:
+        log = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115 - lives as long as the job
+        sys.stdout = sys.stderr = log
+    os.environ.setdefault("TQDM_MININTERVAL", "10")
+    threads = str(getattr(snakemake, "threads", 1))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = threads
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return logging.getLogger(snakemake.rule)
+
+
+def device(config: dict[str, Any]) -> str:
+    """Resolve ``config['device']`` (auto/cpu/cuda) to a torch device string."""
+    import torch
+
+    want = config.get("device", "auto")
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config device=cuda, but no CUDA device is visible to this job")
+    return want
+
+
+def torch_threads(snakemake: Any) -> None:
+    import torch
+
+    torch.set_num_threads(int(snakemake.threads))

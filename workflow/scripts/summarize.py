@@ -1,0 +1,12 @@
+"""Gather evaluation rows into summary.csv and tables/results.csv."""
+
+import script_setup
+
+log = script_setup.init(snakemake)
+
+from synth2real.evaluation import summarize, write_csv_atomic  # noqa: E402
+
+summary, full = summarize(list(snakemake.input), snakemake.params.synthetic)
+write_csv_atomic(full, snakemake.output.results)
+write_csv_atomic(summary, snakemake.output.summary)
+log.info("%d rows", len(summary))

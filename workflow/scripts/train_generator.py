@@ -1,0 +1,16 @@
+"""Train the demo's class-conditional DDPM on the real train split."""
+
+import script_setup
+
+log = script_setup.init(snakemake)
+script_setup.torch_threads(snakemake)
+
+from synth2real.ddpm_digits import train_from_shards  # noqa: E402
+
+info = train_from_shards(
+    list(snakemake.input),
+    snakemake.output[0],
+    seed=snakemake.params.seed,
+    **snakemake.params.ddpm,
+)
+log.info("trained: %s", info)
