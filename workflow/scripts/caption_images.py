@@ -1,0 +1,225 @@
+"""Caption real training images with an OpenAI(-compatible) vision model (issue 4).
+
+Thin entry point around :mod:`synth2real.captions`: parse arguments (or read them from a
+Snakemake ``script:`` job), set up logging that redacts the API key, call the library, exit
+non-zero on failure. The API key is read from ``OPENAI_API_KEY`` only.
+
+    python workflow/scripts/caption_images.py --shards real/train/*.parquet \\
+        --out captions.parquet --failures caption_failures.csv --cache-dir cache/captions \\
+        --config config/config.yaml [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+try:
+    import synth2real  # noqa: F401 (import check)
+except ImportError:  # running as a plain script: put the library next to us on the path
+    _smk = globals().get("snakemake")
+    _scripts = Path(_smk.scriptdir) if _smk is not None else Path(__file__).parent
+    sys.path.insert(0, str(_scripts.resolve().parent / "lib"))
+
+import yaml
+
+from synth2real.captions import (
+    CaptionError,
+    CaptionSettings,
+    caption_images,
+    caption_prompts,
+    dry_run,
+    load_class_names,
+    load_clip_tokenizer,
+    prompt_token_stats,
+    read_captions,
+)
+from synth2real.captions_core import RedactingFilter
+from synth2real.captions_store import atomic_write_bytes
+from synth2real.shards import write_table_atomic
+
+log = logging.getLogger("synth2real.captions")
+
+#: Flags that override single settings (flag dest -> settings field).
+OVERRIDES = (
+    "model",
+    "base_url",
+    "mode",
+    "instruction",
+    "concurrency",
+    "timeout_s",
+    "max_retries",
+    "refusal_retries",
+    "image_size",
+    "output_tokens_mean",
+    "max_failure_fraction",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (every option also reachable from Snakemake, see ``snakemake_argv``)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shards", nargs="+", required=True, help="real-data Parquet shards")
+    p.add_argument("--out", help="caption table to write (Parquet)")
+    p.add_argument("--failures", help="failures report to write (CSV)")
+    p.add_argument("--cache-dir", required=True, help="caption journal and batch state")
+    p.add_argument("--config", help="YAML file; its 'captions:' section (or the whole file)")
+    p.add_argument("--config-section", default="captions")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting"
+    )
+    p.add_argument("--model")
+    p.add_argument("--base-url")
+    p.add_argument("--mode", choices=["online", "batch"])
+    p.add_argument("--instruction", help="'paper', 'official' or a custom instruction text")
+    p.add_argument("--concurrency", type=int)
+    p.add_argument("--timeout-s", type=float)
+    p.add_argument("--max-retries", type=int)
+    p.add_argument("--refusal-retries", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--output-tokens-mean", type=float)
+    p.add_argument("--max-failure-fraction", type=float)
+    p.add_argument("--classes", help="class table (TSV/CSV) for caption prompts")
+    p.add_argument("--class-id-column", default="wnid")
+    p.add_argument("--class-name-column", default="name")
+    p.add_argument("--prompts-out", help="caption prompts to write (Parquet)")
+    p.add_argument("--prompt-stats-out", help="CLIP 77-token statistics to write (TSV)")
+    p.add_argument("--clip-tokenizer", help="local CLIP tokenizer directory")
+    p.add_argument("--dry-run", action="store_true", help="estimate requests and cost only")
+    p.add_argument("--dry-run-out", help="also write the estimate here (JSON)")
+    p.add_argument("--sample", type=int, default=2000, help="images sized by the dry run")
+    p.add_argument("--log", help="log file (default: stderr)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def load_settings(args: argparse.Namespace) -> CaptionSettings:
+    """Settings from the config file, then ``--set`` pairs, then the single-setting flags."""
+    config: dict[str, Any] = {}
+    if args.config:
+        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        config = dict(data.get(args.config_section, data))
+    for pair in args.set:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise CaptionError(f"--set expects KEY=VALUE, got {pair!r}")
+        config[key.strip()] = yaml.safe_load(value)
+    for name in OVERRIDES:
+        value = getattr(args, name)
+        if value is not None:
+            config[name] = value
+    return CaptionSettings.from_mapping(config)
+
+
+def setup_logging(path: str | None) -> None:
+    """Log to a file or stderr through a filter that redacts the API key."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handler: logging.Handler = (
+        logging.FileHandler(path, encoding="utf-8") if path else logging.StreamHandler()
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log)
+    try:
+        settings = load_settings(args)
+        if args.dry_run:
+            estimate = dry_run(args.shards, settings, args.cache_dir, args.sample).to_dict()
+            text = json.dumps(estimate, indent=1)
+            print(text)
+            if args.dry_run_out:
+                atomic_write_bytes(args.dry_run_out, (text + "\n").encode())
+            log.info(
+                "dry run: %d request(s), %d input + %d output tokens: $%.2f online, $%.2f batch",
+                estimate["n_requests"],
+                estimate["input_tokens"],
+                estimate["output_tokens"],
+                estimate["online_usd"],
+                estimate["batch_usd"],
+            )
+            return 0
+        if not (args.out and args.failures):
+            raise CaptionError("--out and --failures are required unless --dry-run")
+        caption_images(
+            args.shards,
+            args.out,
+            args.failures,
+            args.cache_dir,
+            settings,
+            progress=not args.no_progress,
+        )
+        write_prompt_outputs(args)
+    except (CaptionError, OSError, KeyError, ValueError) as exc:
+        log.error("captioning failed: %s", exc)
+        return 1
+    return 0
+
+
+def write_prompt_outputs(args: argparse.Namespace) -> None:
+    """Caption prompts and their CLIP statistics, when asked for."""
+    if not (args.prompts_out or args.prompt_stats_out):
+        return
+    if not args.classes:
+        raise CaptionError("--classes is needed for --prompts-out / --prompt-stats-out")
+    import pyarrow as pa
+
+    names = load_class_names(args.classes, args.class_id_column, args.class_name_column)
+    prompts = caption_prompts(read_captions(args.out), names)
+    if args.prompts_out:
+        write_table_atomic(pa.Table.from_pandas(prompts, preserve_index=False), args.prompts_out)
+    if args.prompt_stats_out:
+        if not args.clip_tokenizer:
+            raise CaptionError("--clip-tokenizer is needed for --prompt-stats-out")
+        stats = prompt_token_stats(prompts, load_clip_tokenizer(args.clip_tokenizer), 77, names)
+        buf = io.StringIO()
+        stats.to_csv(buf, sep="\t", index=False, float_format="%.6g")
+        atomic_write_bytes(args.prompt_stats_out, buf.getvalue().encode())
+        overall = stats.iloc[-1]
+        log.info(
+            "%d of %d caption prompt(s) exceed 77 CLIP tokens (%.1f%%)",
+            overall["n_over"],
+            overall["n_prompts"],
+            100 * overall["frac_over"],
+        )
+
+
+def snakemake_argv(smk: Any) -> list[str]:
+    """Arguments from a Snakemake job: input.shards/classes/clip_tokenizer, output.captions/
+    failures/prompts/prompt_stats, params.captions (settings dict)/cache_dir, log[0]."""
+    argv = ["--shards", *map(str, smk.input.shards), "--cache-dir", str(smk.params.cache_dir)]
+    argv += ["--out", str(smk.output.captions), "--failures", str(smk.output.failures)]
+    optional = {
+        "--classes": smk.input.get("classes"),
+        "--clip-tokenizer": smk.input.get("clip_tokenizer"),
+        "--prompts-out": smk.output.get("prompts"),
+        "--prompt-stats-out": smk.output.get("prompt_stats"),
+    }
+    for flag, value in optional.items():
+        if value:
+            argv += [flag, str(value)]
+    for key, value in dict(smk.params.get("captions") or {}).items():
+        argv += ["--set", f"{key}={json.dumps(value)}"]
+    if smk.log:
+        argv += ["--log", str(smk.log[0])]
+    return argv + ["--no-progress"]
+
+
+if "snakemake" in globals():
+    sys.exit(main(snakemake_argv(globals()["snakemake"])))
+elif __name__ == "__main__":
+    sys.exit(main())
