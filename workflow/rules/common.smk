@@ -187,3 +187,14 @@ def get_train_shards_of_synth(wildcards):
 
 def get_generator_names(wildcards=None):
     return {g: GRID.registry[g].get("display_name", g) for g in GRID.generators}
+
+
+def get_prompt_inputs(wildcards):
+    """Caption prompts read the captions table; class-name prompts need nothing."""
+    if GRID.synthetic[wildcards.synth][1] == "caption":
+        return {"captions": f"{R}/captions/captions.parquet"}
+    return {}
+
+
+def get_classes_file(wildcards=None):
+    return config["data"]["classes"] or []

@@ -1,5 +1,7 @@
 rule prompts:
     """The plan of one synthetic split: a row per image (class, prompt, seed, source id)."""
+    input:
+        unpack(get_prompt_inputs),
     output:
         f"{R}/prompts/{{synth}}/{{split}}.parquet",
     log:
@@ -12,3 +14,24 @@ rule prompts:
         images_per_class=get_synth_images_per_class,
     script:
         "../scripts/prompts.py"
+
+
+rule captions:
+    """Caption every real train image with an OpenAI(-compatible) model (login node: needs
+    internet; key only from OPENAI_API_KEY). Finished captions are cached and never lost."""
+    input:
+        shards=get_real_train_shards,
+        classes=get_classes_file,
+    output:
+        captions=f"{R}/captions/captions.parquet",
+        failures=f"{R}/captions/failures.csv",
+    params:
+        captions=config.get("captions", {}),
+        cache_dir="resources/cache/captions",
+    log:
+        f"{R}/logs/captions.log",
+    localrule: True
+    conda:
+        "../../envs/captions.yaml"
+    script:
+        "../scripts/caption_images.py"

@@ -36,7 +36,13 @@ def build_prompt_table(
     images_per_class: int,
     captions: str | os.PathLike[str] | None = None,
 ) -> pa.Table:
-    """The prompt table of one synthetic split (class-name or caption prompts)."""
+    """The prompt table of one synthetic split (class-name or caption prompts).
+
+    Caption prompts use one caption per image, taken per class in image-id order. The val
+    and test splits reuse the first captions of each class, with their own row seeds: the
+    paper captions only the train images, and held-out synthetic data only has to come from
+    the same prompt distribution.
+    """
     classes = class_table(config)
     if prompt_type == "classname":
         template = config.get("prompts", {}).get("template", DEFAULT_CLASS_TEMPLATE)
@@ -52,6 +58,7 @@ def build_prompt_table(
             dataset,
             split,
             config["seed"],
-            images_per_class=images_per_class,
+            captions_per_class=images_per_class,
+            images_per_caption=1,
         )
     raise ValueError(f"unknown prompt type {prompt_type!r}")
