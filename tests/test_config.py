@@ -80,5 +80,5 @@ def test_paper_grid_shape():
     grid = grid_of(load("config.yaml"))
     assert grid.num_classes == 200
     assert len(grid.synthetic) == 28
-    assert grid.n_shards("sd15-caption", "train") == 100
-    assert grid.n_shards("real", "test") == 10
+    assert grid.n_shards("sd15-caption", "train") == 50
+    assert grid.n_shards("real", "test") == 5

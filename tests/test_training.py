@@ -68,7 +68,12 @@ def test_checkpoint_of_another_recipe_is_ignored(tiny_splits, tmp_path):
 
 
 def test_learns_the_toy_problem(tiny_splits, tmp_path):
-    d, _ = run(tiny_splits, tmp_path, "learn")
+    recipe = Recipe(**{**RECIPE, "epochs": 10, "crop_padding": 0, "arch_kwargs": {"width": 8}})
+    d = tmp_path / "learn"
+    train_classifier(
+        tiny_splits["train"], tiny_splits["val"], "smallcnn", 3, recipe,
+        d / "model.pt", d / "history.csv",
+    )  # fmt: skip
     images, labels = load_split(tiny_splits["test"])
     result = evaluate(load_classifier(d / "model.pt"), images, labels, 3)
     assert result["top1"] >= 0.8

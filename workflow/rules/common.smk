@@ -54,10 +54,7 @@ def probe_shards(dataset, probe, split):
     """The shards a model on ``probe`` reads: rgb data for identity probes, else probe output."""
     if config["probes"][probe]["transform"] == "identity":
         return data_shards(dataset, split)
-    return expand(
-        f"{R}/probes/{probe}/{dataset}/{split}/shard-{{shard}}.parquet",
-        shard=GRID.shard_ids(dataset, split),
-    )
+    return [f"{R}/probes/{probe}/{dataset}/{split}"]
 
 
 def get_train_inputs(wildcards):
@@ -77,10 +74,6 @@ def get_generator_model(wildcards):
     if gen in DIGITS_GENERATORS:
         return f"{R}/generators/digits-ddpm/model"
     return f"resources/weights/{gen}/.complete"
-
-
-def get_generator_spec(wildcards):
-    return GRID.generator_spec(wildcards.synth)
 
 
 def model_path(m):
@@ -139,9 +132,6 @@ def get_real_n_shards(wildcards):
     return GRID.n_shards(REAL, wildcards.split)
 
 
-def get_synth_n_shards(wildcards):
-    return GRID.n_shards(wildcards.synth, wildcards.split)
-
 
 def get_real_train_shards(wildcards=None):
     return data_shards(REAL, "train")
@@ -159,9 +149,8 @@ def get_registry_spec(wildcards):
     return GRID.registry[wildcards.generator]
 
 
-def get_probe_spec(wildcards):
-    name = getattr(wildcards, "fprobe", None) or getattr(wildcards, "dprobe", None)
-    return config["probes"][name]
+def get_split_shards(wildcards):
+    return data_shards(wildcards.dataset, wildcards.split)
 
 
 def get_arch_kwargs(wildcards):

@@ -49,8 +49,9 @@ rule generate:
         "../../envs/t2i.yaml"
     threads: threads_for("generate")
     params:
-        spec=get_generator_spec,
-        n_shards=get_synth_n_shards,
+        registry=GRID.registry,
+        synthetic=GRID.synthetic,
+        shard_size=config["synthetic"]["shard_size"],
         batch_size=config["synthetic"].get("batch_size", 256),
         config=config,
     script:

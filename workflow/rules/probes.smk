@@ -1,34 +1,40 @@
+# A probe job covers one split: its shards go to a directory with the same shard names.
+# Per-split jobs keep the paper DAG small (a job per shard would add ~10k cheap jobs).
+
+
 rule frequency_probe:
-    """Low- or high-pass filter one shard (radial FFT mask; cutoff as a fraction of Nyquist)."""
+    """Low- or high-pass filter a split (radial FFT mask; cutoff as a fraction of Nyquist)."""
     input:
-        f"{R}/data/{{dataset}}/{{split}}/shard-{{shard}}.parquet",
+        get_split_shards,
     output:
-        f"{R}/probes/{{fprobe}}/{{dataset}}/{{split}}/shard-{{shard}}.parquet",
+        directory(f"{R}/probes/{{fprobe}}/{{dataset}}/{{split}}"),
     log:
-        f"{R}/logs/frequency_probe/{{fprobe}}/{{dataset}}/{{split}}/{{shard}}.log",
+        f"{R}/logs/frequency_probe/{{fprobe}}/{{dataset}}/{{split}}.log",
+    benchmark:
+        f"{R}/benchmarks/frequency_probe/{{fprobe}}/{{dataset}}/{{split}}.tsv"
     conda:
         "../../envs/torch.yaml"
     params:
-        probe=get_probe_spec,
+        probes=config["probes"],
     script:
         "../scripts/frequency_probe.py"
 
 
 rule depth_probe:
-    """Depth Anything V2 maps of one shard, min-max to 8 bits and replicated to 3 channels."""
+    """Depth Anything V2 maps of a split, min-max to 8 bits and replicated to 3 channels."""
     input:
-        f"{R}/data/{{dataset}}/{{split}}/shard-{{shard}}.parquet",
+        get_split_shards,
     output:
-        f"{R}/probes/{{dprobe}}/{{dataset}}/{{split}}/shard-{{shard}}.parquet",
+        directory(f"{R}/probes/{{dprobe}}/{{dataset}}/{{split}}"),
     log:
-        f"{R}/logs/depth_probe/{{dprobe}}/{{dataset}}/{{split}}/{{shard}}.log",
+        f"{R}/logs/depth_probe/{{dprobe}}/{{dataset}}/{{split}}.log",
     benchmark:
-        f"{R}/benchmarks/depth_probe/{{dprobe}}/{{dataset}}/{{split}}/{{shard}}.tsv"
+        f"{R}/benchmarks/depth_probe/{{dprobe}}/{{dataset}}/{{split}}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("depth_probe")
     params:
-        probe=get_probe_spec,
+        probes=config["probes"],
         config=config,
     script:
         "../scripts/depth_probe.py"

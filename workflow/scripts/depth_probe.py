@@ -1,4 +1,4 @@
-"""Depth maps of one shard."""
+"""Depth maps of every shard of a split."""
 
 import script_setup
 
@@ -6,14 +6,18 @@ log = script_setup.init(snakemake)
 script_setup.torch_threads(snakemake)
 
 from synth2real.depth import depth_maps, load_depth_model  # noqa: E402
-from synth2real.probes import map_shard  # noqa: E402
+from synth2real.probes import map_shard, map_split  # noqa: E402
 
-spec = snakemake.params.probe
+spec = snakemake.params.probes[snakemake.wildcards.dprobe]
 device = script_setup.device(snakemake.params.config)
 model, processor = load_depth_model(spec["model"], device)
-map_shard(
-    snakemake.input[0],
-    snakemake.output[0],
-    lambda x: depth_maps(model, processor, x, spec.get("batch_size", 32), device),
-)
-log.info("wrote %s", snakemake.output[0])
+
+
+def depth_shard(src: str, dst: str) -> None:
+    map_shard(
+        src, dst, lambda x: depth_maps(model, processor, x, spec.get("batch_size", 32), device)
+    )
+
+
+map_split(list(snakemake.input), snakemake.output[0], depth_shard)
+log.info("depth of %d shards -> %s", len(snakemake.input), snakemake.output[0])

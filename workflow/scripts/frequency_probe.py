@@ -1,10 +1,12 @@
-"""Low-/high-pass one shard."""
+"""Low-/high-pass every shard of a split."""
 
 import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.probes import frequency_probe  # noqa: E402
+from synth2real.probes import frequency_probe, map_split  # noqa: E402
 
-frequency_probe(snakemake.input[0], snakemake.output[0], snakemake.params.probe)
-log.info("wrote %s", snakemake.output[0])
+name = snakemake.wildcards.fprobe
+spec = snakemake.params.probes[name]
+map_split(list(snakemake.input), snakemake.output[0], lambda i, o: frequency_probe(i, o, spec))
+log.info("%s of %d shards -> %s", name, len(snakemake.input), snakemake.output[0])

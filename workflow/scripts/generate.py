@@ -8,15 +8,16 @@ script_setup.torch_threads(snakemake)
 from synth2real.generation import generate_dataset_shard  # noqa: E402
 
 wc = snakemake.wildcards
+params = snakemake.params
 stats = generate_dataset_shard(
-    spec=snakemake.params.spec,
+    spec=params.registry[params.synthetic[wc.synth][0]],
     model=snakemake.input.model,
     prompts=snakemake.input.prompts,
     config=snakemake.params.config,
     dataset=wc.synth,
     split=wc.split,
     shard=int(wc.shard),
-    n_shards=snakemake.params.n_shards,
+    shard_size=params.shard_size,
     batch_size=snakemake.params.batch_size,
     out=snakemake.output[0],
     device=script_setup.device(snakemake.params.config),

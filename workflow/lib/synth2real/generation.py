@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from synth2real.grid import n_shards
 from synth2real.prompt_plan import class_table
 from synth2real.prompts import read_prompt_table, shard_rows
 from synth2real.t2i import generate_shard, load_pipeline
@@ -38,13 +39,14 @@ def generate_dataset_shard(
     dataset: str,
     split: str,
     shard: int,
-    n_shards: int,
+    shard_size: int,
     batch_size: int,
     out: str | os.PathLike[str],
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Generate shard ``shard`` of ``n_shards`` of a split from its prompt table."""
-    rows = shard_rows(read_prompt_table(prompts), n_shards, shard)
+    """Generate shard ``shard`` of a split from its prompt table (``shard_size`` rows each)."""
+    table = read_prompt_table(prompts)
+    rows = shard_rows(table, n_shards(table.num_rows, shard_size), shard)
     pipe = load_generator(spec, model, config, device)
     return generate_shard(
         pipe, spec, rows, out, batch_size, device, dataset=dataset, split=split, shard=shard

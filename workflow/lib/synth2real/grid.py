@@ -43,6 +43,11 @@ class Evaluation:
     test_dataset: str
 
 
+def n_shards(n_rows: int, shard_size: int) -> int:
+    """Shards of a split: fixed by config, so the whole DAG is known before any job runs."""
+    return max(1, math.ceil(n_rows / shard_size))
+
+
 def read_classes(path: str | Path) -> list[dict[str, str]]:
     """The class subset TSV (columns ``wnid``, ``name``), in label order."""
     with open(path, newline="", encoding="utf-8") as fh:
@@ -103,7 +108,7 @@ class Grid:
 
     def n_shards(self, dataset: str, split: str) -> int:
         section = self.config["data"] if dataset == REAL else self.config["synthetic"]
-        return max(1, math.ceil(self.split_sizes(dataset)[split] / section["shard_size"]))
+        return n_shards(self.split_sizes(dataset)[split], section["shard_size"])
 
     def shard_ids(self, dataset: str, split: str) -> list[str]:
         return [f"{i:05d}" for i in range(self.n_shards(dataset, split))]

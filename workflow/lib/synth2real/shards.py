@@ -146,13 +146,28 @@ def read_shard(path: str | os.PathLike[str], columns: list[str] | None = None) -
     return pq.read_table(path, columns=columns)
 
 
+def shard_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Expand a list of shard files and split directories (probe views) into shard files."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.glob("shard-*.parquet"))
+            if not found:
+                raise ShardError(f"{p} holds no shard-*.parquet files")
+            out.extend(found)
+        else:
+            out.append(p)
+    return out
+
+
 def read_shards(
     paths: Sequence[str | os.PathLike[str]], columns: list[str] | None = None
 ) -> pa.Table:
     """Concatenate the shards of a split, in the given order."""
-    if not paths:
+    files = shard_files(paths)
+    if not files:
         raise ShardError("no shards given")
-    return pa.concat_tables([read_shard(p, columns) for p in paths])
+    return pa.concat_tables([read_shard(p, columns) for p in files])
 
 
 def decode_images(table: pa.Table) -> np.ndarray:
