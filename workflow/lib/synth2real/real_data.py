@@ -1,4 +1,4 @@
-"""Real data as shards: the demo's digits, or (later) the paper's ImageNet subset."""
+"""Real data as shards: the demo's digits, or the paper's ImageNet subset (imagenet.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from synth2real import digits
+from synth2real import digits, imagenet
 from synth2real.grid import SPLITS
 from synth2real.shards import chunk_rows, encode_png, write_shard
 
@@ -32,11 +32,9 @@ def write_real_shard(
     """Write shard ``shard`` of ``n_shards`` of the real ``split``."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if data["source"] != "digits":
-        raise NotImplementedError(
-            "data.source=imagenet: reading an ILSVRC2012 folder is not implemented yet "
-            "(see the README's roadmap); use config/demo.yaml for the digits benchmark"
-        )
+    if data["source"] == "imagenet":
+        imagenet.write_imagenet_shard(data, split, shard, n_shards, seed, out)
+        return
     rows = digits_rows(data, split, seed)
     start, stop = list(chunk_rows(len(rows["index"]), n_shards))[shard]
     sel = slice(start, stop)
