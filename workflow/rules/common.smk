@@ -119,8 +119,23 @@ def figure_outputs():
     return out
 
 
+def intermediate_targets():
+    """Every shard, probe view and model. Listing them in ``all`` makes a deleted
+    intermediate file count as missing (Snakemake otherwise skips it while its consumers
+    are up to date), so it and only what depends on it run again."""
+    out = []
+    for d in GRID.datasets:
+        for split in SPLITS:
+            out += data_shards(d, split)
+            for probe, spec in GRID.probes.items():
+                if spec["transform"] != "identity":
+                    out += probe_shards(d, probe, split)
+    out += [model_path(m) for m in GRID.models()]
+    return out
+
+
 def all_targets():
-    targets = [f"{R}/summary.csv", f"{R}/distribution.csv"]
+    targets = [f"{R}/summary.csv", f"{R}/distribution.csv", *intermediate_targets()]
     targets += [
         f"{R}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf", "csv")
     ]
