@@ -90,6 +90,10 @@ def test_figures_and_sidecars(run_dir):
     assert len(probes) == len(SYNTH) * 3  # texture, lowpass, highpass per synthetic dataset
     for synth in SYNTH:
         assert (figs / "samples" / f"{synth}.png").stat().st_size > 0
+    assert (figs / "spectra.png").stat().st_size > 0
+    slopes = pd.read_csv(run_dir / "results" / "e2e" / "tables" / "spectra.csv")
+    assert sorted(slopes.dataset) == sorted(["real", *SYNTH])
+    assert slopes.set_index("dataset").alpha["real"] > 0.5  # digits have a steep spectrum
 
 
 def test_report_contains_every_figure(run_dir):

@@ -140,12 +140,17 @@ def all_targets():
         f"{R}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf", "csv")
     ]
     targets += [f"{R}/figures/samples/{d}.png" for d in GRID.synthetic]
+    targets += [f"{R}/figures/spectra.png", f"{R}/tables/spectra.csv"]
+    targets += [
+        f"{R}/metrics/clipscore/{d}.csv"
+        for d, (_, p) in GRID.synthetic.items()
+        if p == "caption"
+    ]
     return targets
 
 
 def get_real_n_shards(wildcards):
     return GRID.n_shards(REAL, wildcards.split)
-
 
 
 def get_real_train_shards(wildcards=None):

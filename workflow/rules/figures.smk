@@ -39,3 +39,26 @@ rule sample_grid:
         config=config,
     script:
         "../scripts/sample_grid.py"
+
+
+rule spectra_figure:
+    """Every dataset's spectrum beside real's, with fitted power-law slopes."""
+    input:
+        expand(f"{R}/metrics/spectra/{{dataset}}.csv", dataset=GRID.datasets),
+    output:
+        png=report(
+            f"{R}/figures/spectra.png",
+            caption="../report/spectra.rst",
+            category="Frequency",
+        ),
+        pdf=f"{R}/figures/spectra.pdf",
+        csv=f"{R}/figures/spectra.csv",
+        slopes=f"{R}/tables/spectra.csv",
+    params:
+        spectra=config["metrics"].get("spectra", {}),
+    log:
+        f"{R}/logs/spectra_figure.log",
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../scripts/spectra_figure.py"

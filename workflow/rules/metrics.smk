@@ -25,7 +25,8 @@ rule distribution:
         real=f"{R}/features/{REAL}.npz",
         fake=f"{R}/features/{{synth}}.npz",
     output:
-        f"{R}/metrics/distribution/{{synth}}.csv",
+        summary=f"{R}/metrics/distribution/{{synth}}.csv",
+        per_class=f"{R}/metrics/distribution/{{synth}}.per_class.csv",
     log:
         f"{R}/logs/distribution/{{synth}}.log",
     benchmark:
@@ -55,3 +56,41 @@ rule gather_distribution:
         "../../envs/plot.yaml"
     script:
         "../scripts/gather_distribution.py"
+
+
+rule spectrum:
+    """Radially averaged amplitude spectrum of a dataset's train split, and its power-law slope."""
+    input:
+        get_train_shards_of_dataset,
+    output:
+        f"{R}/metrics/spectra/{{dataset}}.csv",
+    params:
+        spectra=config["metrics"].get("spectra", {}),
+    log:
+        f"{R}/logs/spectrum/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/spectrum/{{dataset}}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/spectrum.py"
+
+
+rule clipscore:
+    """CLIPScore (ViT-L/14) of a caption dataset's train images against their prompts."""
+    input:
+        get_train_shards_of_synth,
+    output:
+        f"{R}/metrics/clipscore/{{synth}}.csv",
+    params:
+        metrics=config["metrics"],
+        config=config,
+    log:
+        f"{R}/logs/clipscore/{{synth}}.log",
+    benchmark:
+        f"{R}/benchmarks/clipscore/{{synth}}.tsv"
+    threads: threads_for("clipscore")
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/clipscore.py"

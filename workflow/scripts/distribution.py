@@ -1,4 +1,4 @@
-"""Precision/recall/density/coverage of one synthetic dataset against real."""
+"""Precision/recall/density/coverage of one synthetic dataset against real (global + per class)."""
 
 import script_setup
 
@@ -8,13 +8,20 @@ script_setup.torch_threads(snakemake)
 import pandas as pd  # noqa: E402
 
 from synth2real import compute_prdc  # noqa: E402
+from synth2real.clip_features import per_class_prdc  # noqa: E402
 from synth2real.evaluation import write_csv_atomic  # noqa: E402
 from synth2real.features import load_features  # noqa: E402
 
 metrics = snakemake.params.metrics
-real, _ = load_features(snakemake.input.real)
-fake, _ = load_features(snakemake.input.fake)
-values = compute_prdc(real, fake, nearest_k=metrics["nearest_k"], distance=metrics["distance"])
-row = {"dataset": snakemake.wildcards.synth, **{k: float(v) for k, v in values.items()}}
-write_csv_atomic(pd.DataFrame([row]), snakemake.output[0])
+k, distance = metrics["nearest_k"], metrics["distance"]
+real, real_labels = load_features(snakemake.input.real)
+fake, fake_labels = load_features(snakemake.input.fake)
+values = compute_prdc(real, fake, nearest_k=k, distance=distance)
+row = {"dataset": snakemake.wildcards.synth, **{k_: float(v) for k_, v in values.items()}}
+write_csv_atomic(pd.DataFrame([row]), snakemake.output.summary)
+per_class = pd.DataFrame(
+    per_class_prdc(real, real_labels, fake, fake_labels, nearest_k=k, distance=distance)
+)
+per_class.insert(0, "dataset", snakemake.wildcards.synth)
+write_csv_atomic(per_class, snakemake.output.per_class)
 log.info("%s", row)

@@ -1,4 +1,4 @@
-"""Feature vectors of one dataset's train split."""
+"""Feature vectors of one dataset's train split (real-trained classifier or CLIP)."""
 
 import script_setup
 
@@ -13,8 +13,9 @@ shards = list(snakemake.input.shards)
 if metrics["feature_extractor"] == "classifier":
     feats, labels = classifier_features(snakemake.input.model, shards, device)
 else:
-    from synth2real.clip_features import extract_clip_features
+    from synth2real.clip_features import extract_features, load_clip
 
-    feats, labels = extract_clip_features(metrics["clip_model"], shards, device=device)
+    bundle = load_clip(metrics.get("clip_model", "openai/clip-vit-large-patch14"), device)
+    feats, labels = extract_features(bundle, shards)
 save_features(snakemake.output[0], feats, labels)
 log.info("features %s -> %s", feats.shape, snakemake.output[0])

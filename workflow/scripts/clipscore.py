@@ -1,0 +1,29 @@
+"""CLIPScore of a caption dataset's images against their prompts."""
+
+import script_setup
+
+log = script_setup.init(snakemake)
+script_setup.torch_threads(snakemake)
+
+import pandas as pd  # noqa: E402
+
+from synth2real.clip_features import (  # noqa: E402
+    caption_overflow_fraction,
+    load_clip,
+    shard_clip_scores,
+)
+from synth2real.evaluation import write_csv_atomic  # noqa: E402
+
+metrics = snakemake.params.metrics
+device = script_setup.device(snakemake.params.config)
+bundle = load_clip(metrics.get("clip_model", "openai/clip-vit-large-patch14"), device)
+scores, texts = shard_clip_scores(bundle, list(snakemake.input))
+row = {
+    "dataset": snakemake.wildcards.synth,
+    "clipscore": float(scores.mean()),
+    "clipscore_std": float(scores.std()),
+    "n": len(scores),
+    "frac_over_77_tokens": caption_overflow_fraction(bundle.tokenizer, texts),
+}
+write_csv_atomic(pd.DataFrame([row]), snakemake.output[0])
+log.info("%s", row)
