@@ -207,3 +207,9 @@ def get_prompt_inputs(wildcards):
 
 def get_classes_file(wildcards=None):
     return config["data"]["classes"] or []
+
+
+def get_weight_flags(wildcards=None):
+    return [
+        f"resources/weights/{g}/.complete" for g in GRID.generators if g not in DIGITS_GENERATORS
+    ]

@@ -54,11 +54,11 @@ rule spectra_figure:
         pdf=f"{R}/figures/spectra.pdf",
         csv=f"{R}/figures/spectra.csv",
         slopes=f"{R}/tables/spectra.csv",
-    params:
-        spectra=config["metrics"].get("spectra", {}),
     log:
         f"{R}/logs/spectra_figure.log",
     conda:
         "../../envs/plot.yaml"
+    params:
+        spectra=config["metrics"].get("spectra", {}),
     script:
         "../scripts/spectra_figure.py"

@@ -56,3 +56,10 @@ rule generate:
         config=config,
     script:
         "../scripts/generate.py"
+
+
+rule weights:
+    """Target: download every hub generator of the config (`snakemake --cores 1 weights`)."""
+    input:
+        get_weight_flags,
+    localrule: True

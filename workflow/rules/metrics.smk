@@ -64,14 +64,14 @@ rule spectrum:
         get_train_shards_of_dataset,
     output:
         f"{R}/metrics/spectra/{{dataset}}.csv",
-    params:
-        spectra=config["metrics"].get("spectra", {}),
     log:
         f"{R}/logs/spectrum/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/spectrum/{{dataset}}.tsv"
     conda:
         "../../envs/torch.yaml"
+    params:
+        spectra=config["metrics"].get("spectra", {}),
     script:
         "../scripts/spectrum.py"
 
@@ -82,15 +82,15 @@ rule clipscore:
         get_train_shards_of_synth,
     output:
         f"{R}/metrics/clipscore/{{synth}}.csv",
-    params:
-        metrics=config["metrics"],
-        config=config,
     log:
         f"{R}/logs/clipscore/{{synth}}.log",
     benchmark:
         f"{R}/benchmarks/clipscore/{{synth}}.tsv"
-    threads: threads_for("clipscore")
     conda:
         "../../envs/torch.yaml"
+    threads: threads_for("clipscore")
+    params:
+        metrics=config["metrics"],
+        config=config,
     script:
         "../scripts/clipscore.py"
