@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,12 +17,11 @@ DISTRIBUTION_COLUMNS = ["dataset", "precision", "recall", "density", "coverage"]
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write a CSV through a temp name, so a reader never sees half a table."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    """Write a CSV whole or not at all (see :func:`synth2real.shards.atomic_output`)."""
+    from synth2real.shards import atomic_output
+
+    with atomic_output(path) as fh:
+        fh.write(frame.to_csv(index=False).encode())
 
 
 def evaluate_to_csv(

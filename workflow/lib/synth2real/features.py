@@ -8,30 +8,20 @@ exactly what the classifier learned.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from synth2real.architectures import features as penultimate
-from synth2real.shards import load_split
+from synth2real.shards import atomic_output, load_split
 from synth2real.training import load_classifier, to_input
 
 
 def save_features(path: str | os.PathLike[str], features: np.ndarray, labels: np.ndarray) -> None:
-    """Write features and labels to ``path`` (.npz) via a temp file and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, features=features.astype(np.float32), labels=labels.astype(np.int64))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write features and labels to ``path`` (.npz), whole or not at all."""
+    with atomic_output(path) as fh:
+        np.savez(fh, features=features.astype(np.float32), labels=labels.astype(np.int64))
 
 
 def load_features(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ import seaborn as sns  # noqa: E402
 
 from synth2real.evaluation import write_csv_atomic  # noqa: E402
 from synth2real.grid import REAL  # noqa: E402
+from synth2real.shards import atomic_output  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="paper")
 
@@ -31,11 +32,9 @@ def save_figure(fig: plt.Figure, points: pd.DataFrame, stem: str | os.PathLike[s
     stem = str(stem)
     Path(stem).parent.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "pdf"):
-        final = Path(f"{stem}.{ext}")
-        tmp = final.with_name(f".{final.name}.tmp.{ext}")
         metadata = {"CreationDate": None} if ext == "pdf" else None
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata=metadata)
-        os.replace(tmp, final)
+        with atomic_output(f"{stem}.{ext}") as fh:
+            fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight", metadata=metadata)
     plt.close(fig)
     write_csv_atomic(points, f"{stem}.csv")
 

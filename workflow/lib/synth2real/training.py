@@ -13,18 +13,17 @@ Design points:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +31,7 @@ from tqdm.auto import tqdm
 
 from synth2real.architectures import build_model
 from synth2real.seeding import derive_seed
-from synth2real.shards import load_split
+from synth2real.shards import atomic_output, load_split
 
 MEAN, STD = 0.5, 0.25
 
@@ -108,19 +107,9 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 def save_atomic(obj: object, path: str | os.PathLike[str]) -> None:
-    """torch.save to a temp file in the same directory, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save whole or not at all: a killed job never leaves a torn checkpoint."""
+    with atomic_output(path) as fh:
+        torch.save(obj, fh)
 
 
 @torch.no_grad()
@@ -260,14 +249,9 @@ def train_classifier(
 
 
 def write_history(history: list[dict[str, float]], path: str | os.PathLike[str]) -> None:
-    """Per-epoch log as CSV (written via a temp file, like every output)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
+    """Per-epoch log as CSV, written whole or not at all."""
+    with atomic_output(path) as fh:
+        fh.write(pd.DataFrame(history).to_csv(index=False).encode())
 
 
 def load_classifier(model_path: str | os.PathLike[str], device: str = "cpu") -> nn.Module:
