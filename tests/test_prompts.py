@@ -65,8 +65,7 @@ def test_seeds_differ_across_splits_and_datasets_but_not_reruns():
     b = class_name_prompts(CLASSES, "sd15-classname", "val", 2, 0).column("seed").to_pylist()
     c = class_name_prompts(CLASSES, "flux-dev-classname", "train", 2, 0).column("seed").to_pylist()
     assert (
-        a
-        == class_name_prompts(CLASSES, "sd15-classname", "train", 2, 0).column("seed").to_pylist()
+        a == class_name_prompts(CLASSES, "sd15-classname", "train", 2, 0).column("seed").to_pylist()
     )
     assert not set(a) & set(b) and not set(a) & set(c)
 

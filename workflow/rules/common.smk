@@ -211,5 +211,7 @@ def get_classes_file(wildcards=None):
 
 def get_weight_flags(wildcards=None):
     return [
-        f"resources/weights/{g}/.complete" for g in GRID.generators if g not in DIGITS_GENERATORS
+        f"resources/weights/{g}/.complete"
+        for g in GRID.generators
+        if g not in DIGITS_GENERATORS
     ]
