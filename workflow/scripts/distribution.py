@@ -16,7 +16,7 @@ metrics = snakemake.params.metrics
 k, distance = metrics["nearest_k"], metrics["distance"]
 real, real_labels = load_features(snakemake.input.real)
 fake, fake_labels = load_features(snakemake.input.fake)
-values = compute_prdc(real, fake, nearest_k=k, distance=distance)
+values = compute_prdc(real, fake, nearest_k=k, distance=distance, workers=snakemake.threads)
 row = {"dataset": snakemake.wildcards.synth, **{k_: float(v) for k_, v in values.items()}}
 write_csv_atomic(pd.DataFrame([row]), snakemake.output.summary)
 per_class = pd.DataFrame(
