@@ -13,10 +13,11 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from synth2real.shards import atomic_output
 
 log = logging.getLogger("synth2real.captions")
 
@@ -170,17 +171,8 @@ class CaptionJournal:
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write a file whole or not at all (temp file in the same directory + fsync + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as fh:
+        fh.write(data)
     _fsync_dir(path.parent)
     return path
 
