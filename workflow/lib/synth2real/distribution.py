@@ -20,10 +20,11 @@ How it stays both fast and exact:
 
 Radii follow prdc: the k-th neighbour of a point excluding itself (prdc takes index k of the
 sorted row, whose index 0 is the zero self-distance). Threshold hits are rare, so they are
-found from one pass of tile minima per block; blocks run on parallel threads, each with
-single-threaded BLAS. Only a pair whose distance ties a threshold at float64 resolution (not
-float32: those ties are reproduced) could differ from prdc, because prdc's own value there
-depends on its BLAS's summation order.
+found by one float32 comparison pass per block against thresholds rounded outward, then
+checked in float64; blocks run on parallel threads, each with single-threaded BLAS. Only a
+pair whose distance ties a threshold at float64 resolution (not float32: those ties are
+reproduced) could differ from prdc, because prdc's own value there depends on its BLAS's
+summation order.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ __all__ = ["compute_prdc", "default_chunk_size"]
 
 _U32 = 2.0**-24
 _U64 = 2.0**-53
-#: Width of the tiles whose minima flag rare events (threshold hits) inside a block.
+#: Block edges are multiples of this many rows (aligned SIMD-friendly GEMM panels).
 _TILE = 16
 #: Neighbours kept per point beyond k, so the exact k-th neighbour is almost always among them.
 _EXTRA = 3
@@ -164,10 +165,7 @@ def _single_threaded_kernels(device: torch.device) -> Iterator[None]:
 
 
 def _splits(n: int, chunk: int) -> list[tuple[int, int]]:
-    """[start, stop) blocks of about ``chunk`` rows; all but the last a multiple of the tile.
-
-    Tile-aligned blocks let the tile minima be taken on views instead of copies.
-    """
+    """[start, stop) blocks of about ``chunk`` rows; all but the last a multiple of 16."""
     nb = max(1, math.ceil(n / chunk))
     step = math.ceil(n / nb / _TILE) * _TILE
     edges = [*range(0, n, step), n]
@@ -192,9 +190,6 @@ class _Side:
 
     orig_norm_np: np.ndarray  # the same two, in host memory for the exact pass
     sqnorm_np: np.ndarray
-    #: Internal order -> row of ``orig``. Real points are re-ordered by radius before the
-    #: cross pass, so the 16 rows of a tile share nearly one threshold.
-    perm: np.ndarray
 
     def cols(self, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """Column form ``[-2 x~, 1, |x~|^2, 0...]`` of rows ``start:stop`` (exact: x -2)."""
@@ -204,19 +199,6 @@ class _Side:
         out[:, d] = 1.0
         out[:, d + 1] = blk[:, d]
         return out
-
-    def permute(self, order: torch.Tensor) -> None:
-        """Re-order every per-point array by ``order`` (internal positions)."""
-        o = order.to(self.rows.device)
-        self.rows = self.rows[o]
-        self.fast_norm, self.orig_norm, self.sqnorm = (
-            self.fast_norm[o],
-            self.orig_norm[o],
-            self.sqnorm[o],
-        )
-        o_np = order.cpu().numpy()
-        self.orig_norm_np, self.sqnorm_np = self.orig_norm_np[o_np], self.sqnorm_np[o_np]
-        self.perm = self.perm[o_np]
 
     @property
     def n(self) -> int:
@@ -236,7 +218,7 @@ def _make_side(x: np.ndarray, center: np.ndarray | None, cosine: bool) -> _Side:
     fast_norm = np.empty(n)
     orig_norm = np.empty(n)
     sqnorm = np.empty(n)
-    for a, b in _splits(n, 8192):
+    for a, b in _splits(n, 1024):
         blk = x[a:b].astype(np.float64)
         sqnorm[a:b] = np.einsum("ij,ij->i", blk, blk)  # sklearn.utils.extmath.row_norms
         orig_norm[a:b] = np.sqrt(sqnorm[a:b])
@@ -259,7 +241,6 @@ def _make_side(x: np.ndarray, center: np.ndarray | None, cosine: bool) -> _Side:
         sqnorm=torch.from_numpy(sqnorm),
         orig_norm_np=orig_norm,
         sqnorm_np=sqnorm,
-        perm=np.arange(n),
     )
 
 
@@ -331,7 +312,6 @@ class _Engine:
         self.c64 = 1.05 * (d + 8) * _U64
         self._local = threading.local()  # one block buffer per worker thread
         self._use_numpy_gemm = device.type == "cpu"
-        self._lane = torch.arange(_TILE, device=device)
         #: Work counters (for benchmarks and tests): pairs recomputed exactly, fallback rows.
         self.stats = {"exact_pairs": 0, "fallback_rows": 0}
         self._stats_lock = threading.Lock()
@@ -352,48 +332,85 @@ class _Engine:
             buf = bufs[name] = torch.empty(size, dtype=torch.float32, device=self.dev)
         return buf[: rows * cols].view(rows, cols)
 
-    def _gemm(self, a: torch.Tensor, b: torch.Tensor, pad: bool = False) -> torch.Tensor:
-        """``a @ b.T`` into the block buffer (NumPy's BLAS on CPU: measurably faster here).
-
-        With ``pad``, rows are padded with +inf up to a multiple of the tile height, so that
-        ``_tile_min`` is a view and padded rows never pass a threshold.
-        """
-        r, c = a.shape[0], b.shape[0]
-        rp = -(-r // _TILE) * _TILE if pad else r
+    def _gemm_out(self, r: int, c: int) -> torch.Tensor:
+        """This thread's (r, c) block buffer."""
         buf = getattr(self._local, "buf", None)
-        if buf is None or buf.numel() < rp * c:
-            size = max(rp * c, (self.chunk + _TILE) * self.chunk)
+        if buf is None or buf.numel() < r * c:
+            size = max(r * c, (self.chunk + _TILE) * self.chunk)
             buf = self._local.buf = torch.empty(size, dtype=torch.float32, device=self.dev)
-        out = buf[: rp * c].view(rp, c)
+        return buf[: r * c].view(r, c)
+
+    def _gemm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a @ b.T`` into the block buffer (NumPy's BLAS on CPU: measurably faster here)."""
+        out = self._gemm_out(a.shape[0], b.shape[0])
         if self._use_numpy_gemm:
-            np.matmul(a.numpy(), b.numpy().T, out=out[:r].numpy())
+            np.matmul(a.numpy(), b.numpy().T, out=out.numpy())
         else:
-            torch.mm(a, b.T, out=out[:r])
-        if rp > r:
-            out[r:] = math.inf
+            torch.mm(a, b.T, out=out)
         return out
 
-    @staticmethod
-    def _tile_min(m: torch.Tensor) -> torch.Tensor:
-        """Minimum over each run of ``_TILE`` rows: (rows / TILE, cols), as float64.
+    def _self_distances(self, s: _Side, a0: int, a1: int) -> torch.Tensor:
+        """Fast squared distances among rows ``a0:a1`` of one set, into the block buffer.
 
-        Reducing across rows is the vectorised direction (7x faster than along a row), and
-        one such pass serves every threshold test of the block.
+        On CPU, ``X @ X.T`` of one array is a symmetric rank-k update (BLAS ``syrk``, half the
+        flops of a GEMM); ``-2 G + |x|^2 + |y|^2`` then costs three cheap passes. Each of
+        those roundings is bounded by ``u (|x| + |y|)^2``, inside the slack of ``c32``.
         """
-        return m.view(-1, _TILE, m.shape[1]).amin(1).double()
+        if not self._use_numpy_gemm:
+            return self._gemm(
+                s.rows[a0:a1], s.cols(a0, a1, self._scratch("cols", a1 - a0, self.rows_dim))
+            )
+        d = s.orig.shape[1]
+        x = s.rows[a0:a1, :d].numpy()
+        m = self._gemm_out(a1 - a0, a1 - a0)
+        out = m.numpy()
+        np.matmul(x, x.T, out=out)  # NumPy sees the transposed pair and calls syrk
+        sq = s.rows[a0:a1, d].numpy()
+        out *= -2.0
+        out += sq[:, None]
+        out += sq[None, :]
+        return m
 
-    def _expand(
-        self, m: torch.Tensor, tiles: torch.Tensor, cols: torch.Tensor
+    def _below(
+        self,
+        m: torch.Tensor,
+        row_thr: torch.Tensor | None = None,
+        col_thr: torch.Tensor | None = None,
+        row_offset: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows (F, TILE) and float64 values of the flagged (tile, column) pairs."""
-        rows = tiles[:, None] * _TILE + self._lane
-        return rows, m[rows, cols[:, None]].double()
+        """Positions ``(r, c)`` where ``m[r, c] (+ row_offset[r]) < thr`` per row or column.
+
+        One comparison pass and one scan of the mask: a block's hits are a fraction of a
+        percent of it, so this costs ~3 ms per 2000 x 2000 block on one core. On CPU NumPy
+        does it (its compare + ``flatnonzero`` is 4x faster than torch's 2-D ``nonzero``)
+        into a per-thread mask buffer, so no block-sized temporaries reach the heap.
+        """
+        if self._use_numpy_gemm:
+            a = m.numpy()
+            t = row_thr.numpy()[:, None] if row_thr is not None else col_thr.numpy()[None, :]
+            if row_offset is not None:
+                tmp = self._scratch("sum", *a.shape).numpy()
+                a = np.add(a, row_offset.numpy()[:, None], out=tmp)
+            buf = getattr(self._local, "mask", None)
+            if buf is None or buf.size < a.size:
+                buf = self._local.mask = np.empty(max(a.size, self.chunk**2), dtype=bool)
+            mask = buf[: a.size].reshape(a.shape)
+            np.less(a, t, out=mask)
+            r, c = np.divmod(np.flatnonzero(mask), a.shape[1])
+            return torch.from_numpy(r), torch.from_numpy(c)
+        t = row_thr[:, None] if row_thr is not None else col_thr[None, :]
+        if row_offset is not None:
+            m = m + row_offset[:, None]
+        r, c = (m < t).nonzero(as_tuple=True)
+        return r, c
 
     @staticmethod
-    def _padded(v: torch.Tensor, size: int, fill: float) -> torch.Tensor:
-        if v.numel() == size:
-            return v
-        return torch.cat([v, v.new_full((size - v.numel(),), fill)])
+    def _up32(x: torch.Tensor) -> torch.Tensor:
+        """The smallest float32 >= each float64 value: a filter ``v32 < up32(x)`` keeps every
+        ``v < x``, so candidates found in float32 lose nothing before the float64 check."""
+        f = x.float()
+        up = torch.nextafter(f, torch.full_like(f, math.inf))
+        return torch.where(f.double() < x, up, f)
 
     def _band(
         self,
@@ -433,7 +450,7 @@ class _Engine:
         for a in range(0, ix_np.size, _EXACT_BATCH):
             i = ix_np[a : a + _EXACT_BATCH]
             j = iy_np[a : a + _EXACT_BATCH]
-            xi, yj = x.orig[x.perm[i]], y.orig[y.perm[j]]
+            xi, yj = x.orig[i], y.orig[j]
             if self.cosine:
                 nx, ny = x.orig_norm_np[i].copy(), y.orig_norm_np[j].copy()
                 nx[nx == 0] = 1.0
@@ -491,9 +508,7 @@ class _Engine:
 
         # Diagonal blocks first: every row then holds kk neighbours and a finite threshold.
         def diagonal(a0: int, a1: int) -> None:
-            m = self._gemm(
-                s.rows[a0:a1], s.cols(a0, a1, self._scratch("cols", a1 - a0, self.rows_dim))
-            )
+            m = self._self_distances(s, a0, a1)
             m.fill_diagonal_(math.inf)
             kc = min(kk, a1 - a0 - 1)
             top = m.topk(kc, dim=1, largest=False)
@@ -502,33 +517,24 @@ class _Engine:
             ready[blocks.index((a0, a1))].set()
 
         # Off-diagonal blocks once each (symmetry): rows of a see columns b and vice versa.
-        # Only values below a row's current kk-th smallest can enter it: found by tile minima.
-        # A threshold read before another thread lowers it is merely looser (still correct);
-        # the merges themselves hold the lock of the rows they rewrite.
+        # Only values below a row's current kk-th smallest can enter it (all float32, so the
+        # comparisons are exact). A threshold read before another thread lowers it is merely
+        # looser (still correct); the merges themselves hold the lock of the rows they rewrite.
         def off_diagonal(ai: int, bj: int) -> None:
             (a0, a1), (b0, b1) = blocks[ai], blocks[bj]
             ready[ai].wait()
             ready[bj].wait()
             m = self._gemm(
-                s.rows[a0:a1],
-                s.cols(b0, b1, self._scratch("cols", b1 - b0, self.rows_dim)),
-                pad=True,
+                s.rows[a0:a1], s.cols(b0, b1, self._scratch("cols", b1 - b0, self.rows_dim))
             )
-            tmin = self._tile_min(m)
-            tau_a = self._padded(bv[a0:a1, kk - 1].clone(), m.shape[0], -math.inf)
-            ft, fc = (tmin < tau_a.view(-1, _TILE).amax(1).double()[:, None]).nonzero(as_tuple=True)
-            if ft.numel():
-                rows, vals = self._expand(m, ft, fc)
-                hr, hs = (vals < tau_a[rows]).nonzero(as_tuple=True)
+            r, c = self._below(m, row_thr=bv[a0:a1, kk - 1].clone())
+            if r.numel():
                 with locks[ai]:
-                    self._merge(bv, bi, rows[hr, hs] + a0, fc[hr] + b0, vals[hr, hs].float())
-            tau_b = bv[b0:b1, kk - 1].double()
-            ft, fc = (tmin < tau_b[None, :]).nonzero(as_tuple=True)
-            if ft.numel():
-                rows, vals = self._expand(m, ft, fc)
-                hr, hs = (vals < tau_b[fc][:, None]).nonzero(as_tuple=True)
+                    self._merge(bv, bi, r + a0, c + b0, m[r, c])
+            r, c = self._below(m, col_thr=bv[b0:b1, kk - 1].clone())
+            if r.numel():
                 with locks[bj]:
-                    self._merge(bv, bi, fc[hr] + b0, rows[hr, hs] + a0, vals[hr, hs].float())
+                    self._merge(bv, bi, c + b0, r + a0, m[r, c])
 
         diag = [lambda a0=a0, a1=a1: diagonal(a0, a1) for a0, a1 in blocks]
         off = [
@@ -634,15 +640,17 @@ class _Engine:
                 lambda: self._exact_radii(fake, bv_f, bi_f),
             ]
         )
-        # Sort the real points by radius: a tile's 16 rows then share nearly one threshold.
-        order = torch.argsort(r_real)
-        real.permute(order)
-        r_real = r_real[order]
         th_r = self._key(r_real)  # thresholds in fast units, float64
         th_f = self._key(r_fake)
         band_r = self._band(real.fast_norm, real.orig_norm, fake, th_r, float(th_f.max()))
         band_f = self._band(fake.fast_norm, fake.orig_norm, real, th_f, float(th_r.max()))
         lo_f, hi_f = th_f - band_f, th_f + band_f
+        # Recall candidates are found from float32 sums ``d^2 - theta_i + theta_i``: widen
+        # their thresholds by far more than those two roundings can move a value.
+        slack = 8 * _U32 * (float(th_r.abs().max()) + float(hi_f.abs().max())) + 2.0**-100
+        hi_f32 = self._up32(hi_f + slack)
+        band_r32 = self._up32(band_r)
+        th_r32 = th_r.float()
         covered = torch.zeros(real.n, dtype=torch.bool, device=self.dev)
         recalled = torch.zeros(real.n, dtype=torch.bool, device=self.dev)
         d = real.orig.shape[1]
@@ -654,22 +662,15 @@ class _Engine:
             rows = self._scratch("rows", a1 - a0, self.rows_dim)
             rows.copy_(real.rows[a0:a1])
             rows[:, d] = (rows[:, d].double() - th_r[a0:a1]).float()
-            rp = -(-(a1 - a0) // _TILE) * _TILE
-            band_a = self._padded(band_r[a0:a1], rp, -math.inf)
-            th_a = self._padded(th_r[a0:a1], rp, math.inf)
-            band_tile = band_a.view(-1, _TILE).amax(1)[:, None]
-            th_tile = th_a.view(-1, _TILE).amin(1)[:, None]
+            band_a, th_a = band_r[a0:a1], th_r[a0:a1]
             hits = torch.empty(0, dtype=torch.long, device=self.dev)
-            m = self._gemm(
-                rows, fake.cols(b0, b1, self._scratch("cols", b1 - b0, self.rows_dim)), pad=True
-            )
-            tmin = self._tile_min(m)
+            m = self._gemm(rows, fake.cols(b0, b1, self._scratch("cols", b1 - b0, self.rows_dim)))
             # density, coverage, precision: d^2 - theta_i < band_i may be a hit.
-            ft, fc = (tmin < band_tile).nonzero(as_tuple=True)
-            if ft.numel():
-                rr, vals = self._expand(m, ft, fc)
-                hr, hs = (vals < band_a[rr]).nonzero(as_tuple=True)
-                ri, fj, v = rr[hr, hs], fc[hr], vals[hr, hs]
+            rr, fj = self._below(m, row_thr=band_r32[a0:a1])
+            if rr.numel():
+                v = m[rr, fj].double()
+                keep = v < band_a[rr]
+                ri, fj, v = rr[keep], fj[keep], v[keep]
                 hit = v < -band_a[ri]
                 unsure = ~hit
                 if unsure.any():
@@ -677,15 +678,16 @@ class _Engine:
                     hit[unsure] = self._exact(real, ui, fake, uj) < r_real[ui]
                 covered[ri[hit] + a0] = True
                 hits = fj[hit] + b0
-            # recall: d^2 < theta_fake_j may be a hit for a real not yet recalled.
-            ft, fc = (tmin + th_tile < hi_f[b0:b1][None, :]).nonzero(as_tuple=True)
-            if ft.numel():
-                rr, vals = self._expand(m, ft, fc)
-                vals += th_a[rr]
-                hr, hs = (vals <= hi_f[fc + b0][:, None]).nonzero(as_tuple=True)
-                ri, fj, v = rr[hr, hs] + a0, fc[hr] + b0, vals[hr, hs]
-                todo = ~recalled[ri]
-                ri, fj, v = ri[todo], fj[todo], v[todo]
+            # recall: d^2 < theta_fake_j may be a hit for a real not yet recalled (rows
+            # already recalled get an infinite offset and drop out of the search).
+            off = torch.where(recalled[a0:a1], math.inf, th_r32[a0:a1])
+            rr, fj = self._below(m, col_thr=hi_f32[b0:b1], row_offset=off)
+            if rr.numel():
+                todo = ~recalled[rr + a0]
+                rr, fj = rr[todo], fj[todo]
+                v = m[rr, fj].double() + th_a[rr]
+                keep = v <= hi_f[fj + b0]
+                ri, fj, v = rr[keep] + a0, fj[keep] + b0, v[keep]
                 hit = v < lo_f[fj]
                 unsure = ~hit
                 if unsure.any():
