@@ -1,23 +1,44 @@
-"""Train one classifier."""
+"""Train one classifier (several GPUs: DDP ranks under torchrun)."""
 
 import script_setup
 
 log = script_setup.init(snakemake)
 script_setup.torch_threads(snakemake)
 
-from synth2real.training import Recipe, train_classifier  # noqa: E402
+import torch  # noqa: E402
 
-train = {k: v for k, v in snakemake.params.train.items() if k != "recipe"}
-recipe = Recipe(**train, seed=snakemake.params.seed, arch_kwargs=snakemake.params.arch_kwargs)
-best = train_classifier(
-    list(snakemake.input.train),
-    list(snakemake.input.val),
-    arch=snakemake.wildcards.arch,
+from synth2real.training import (  # noqa: E402
+    launch_distributed,
+    resolve_recipe,
+    train_classifier,
+)
+
+config = snakemake.params.config
+wc = snakemake.wildcards
+recipe, runtime = resolve_recipe(
+    snakemake.params.train,
+    probe_transform=config["probes"][wc.probe]["transform"],
+    arch=wc.arch,
+    seed=snakemake.params.seed,
+    arch_kwargs=snakemake.params.arch_kwargs,
+)
+log.info("recipe %s, runtime %s", recipe, runtime)
+device = script_setup.device(config)
+job = dict(
+    train_shards=list(snakemake.input.train),
+    val_shards=list(snakemake.input.val),
+    arch=wc.arch,
     num_classes=snakemake.params.num_classes,
     recipe=recipe,
+    runtime=runtime,
     model_path=snakemake.output.model,
     history_path=snakemake.output.history,
     checkpoint_path=snakemake.params.checkpoint,
-    device=script_setup.device(snakemake.params.config),
+    device=device,
 )
-log.info("best epoch: %s", best)
+gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+if gpus > 1:
+    log.info("%d GPUs visible: DDP with %d ranks", gpus, gpus)
+    launch_distributed(gpus, job)
+else:
+    log.info("best epoch: %s", train_classifier(**job))

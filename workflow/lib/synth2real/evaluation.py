@@ -34,10 +34,12 @@ def evaluate_to_csv(
 ) -> dict[str, Any]:
     """Evaluate a trained model on test shards and write one CSV row (keys + metrics)."""
     from synth2real.shards import load_split
-    from synth2real.training import evaluate, load_classifier
+    from synth2real.training import evaluate, load_classifier, load_eval_transform
 
     images, labels = load_split(test_shards)
-    result = evaluate(load_classifier(model_path, device), images, labels, num_classes, device)
+    model = load_classifier(model_path, device)
+    transform = load_eval_transform(model_path)  # the recipe's eval resize/crop/normalisation
+    result = evaluate(model, images, labels, num_classes, device, transform=transform)
     row = {
         **keys,
         "top1": result["top1"],

@@ -15,7 +15,7 @@ import torch
 
 from synth2real.architectures import features as penultimate
 from synth2real.shards import atomic_output, load_split
-from synth2real.training import load_classifier, to_input
+from synth2real.training import load_classifier, load_eval_transform
 
 
 def save_features(path: str | os.PathLike[str], features: np.ndarray, labels: np.ndarray) -> None:
@@ -38,6 +38,7 @@ def classifier_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Penultimate-layer features (N, D) of a trained classifier, and the labels."""
     model = load_classifier(model_path, device)
+    to_input = load_eval_transform(model_path)  # the input the model was trained on
     images, labels = load_split(shards)
     x = torch.from_numpy(images)
     out = [
