@@ -187,3 +187,16 @@ def test_bench_script_runs_tiny_and_reports_equal_values(tmp_path):
     row = data["sizes"][0]
     assert row["equal"] and row["prdc"]["values"] == row["engine"]["values"]
     assert row["engine"]["peak_rss_mib"] > 0 and data["big"]["n"] == 500
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_torch_path_used_on_cuda_equals_numpy_path(distance):
+    """On CUDA the engine uses torch GEMMs and torch threshold scans instead of NumPy's BLAS,
+    syrk and flatnonzero. Run that path on CPU: it must give the same four values."""
+    real, fake = gaussian(310, 270, 40, seed=11)
+    ground = compute_prdc(real, fake, 5, distance=distance, chunk_size=64, workers=1)
+    if distance == "euclidean":
+        assert ground == reference(real, fake, 5)
+    engine = _Engine(real, fake, 5, distance, 64, distribution._pick_device("cpu"))
+    engine._use_numpy_gemm = False
+    assert engine.run() == ground
