@@ -228,8 +228,8 @@ def test_bench_loader_tiny(tmp_path):
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("loader=")]
     assert [ln.split()[0] for ln in lines] == [
         "loader=shards",
+        "loader=shards-cache",
         "loader=imagefolder",
-        "loader=memmap",
     ]
     for ln in lines:
         fields = dict(kv.split("=") for kv in ln.split())
@@ -238,6 +238,8 @@ def test_bench_loader_tiny(tmp_path):
         assert float(fields["per_worker"]) == pytest.approx(float(fields["images_per_s"]), 0.01)
     verdicts = [ln for ln in res.stdout.splitlines() if ln.startswith("x16 ")]
     assert len(verdicts) == 3
+    criteria = [ln for ln in res.stdout.splitlines() if ln.startswith("criterion ")]
+    assert [ln.split()[1] for ln in criteria] == ["shards", "shards-cache"]
     assert all("resnet50@3000=" in v and "vit_tiny@4600=" in v for v in verdicts)
 
 

@@ -279,3 +279,28 @@ def test_ddp_two_gloo_ranks_match_one_process(tiny_splits, tmp_path):
     ha, hb = pd.read_csv(tmp_path / "single" / "history.csv"), pd.read_csv(d / "history.csv")
     np.testing.assert_allclose(ha.val_loss, hb.val_loss, rtol=1e-4)
     np.testing.assert_allclose(ha.train_loss, hb.train_loss, rtol=1e-4)
+
+
+def test_compile_option_traces_the_model_and_keeps_plain_weights(
+    tiny_splits, tmp_path, monkeypatch
+):
+    """compile: true wraps the training forward in torch.compile. Dynamo traces for real; the
+    backend is swapped for "eager" (inductor would need minutes of C++ compiling on a CPU),
+    so the weights must equal an uncompiled run's, and the saved keys have no _orig_mod."""
+    calls = []
+    real = torch.compile
+
+    def eager_compile(model, **kwargs):
+        calls.append(type(model).__name__)
+        return real(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    recipe, _ = official(epochs=1)
+    a, _ = run_stream(tiny_splits, tmp_path, "compiled", recipe,
+                      runtime=Runtime(loader="stream", compile=True))  # fmt: skip
+    b, _ = run_stream(tiny_splits, tmp_path, "plain", recipe)
+    assert calls == ["SmallCNN"]
+    wa, wb = weights(a), weights(b)
+    assert set(wa) == set(wb) and not any("_orig_mod" in k for k in wa)
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-6), k

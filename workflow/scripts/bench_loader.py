@@ -1,14 +1,18 @@
-"""Benchmark the training input pipeline: Parquet PNG shards vs ImageFolder JPEGs vs a memmap.
+"""Benchmark the training input pipeline: Parquet PNG shards (decoded per image or from the
+node-local decoded cache) vs ImageFolder JPEGs.
 
-Can DataLoader workers decode and augment fast enough to keep a GPU busy? All three loaders
-feed the same augmentation (RandomResizedCrop 224 + horizontal flip + ToTensor, on PIL) over
-the same generated 256x256 images:
+Can DataLoader workers decode and augment fast enough to keep a GPU busy? Every loader yields
+the same generated 256x256 images as uint8 tensors and feeds them through the *training*
+path's seeded per-image augmentation (``synth2real.augment``; default ``official_rgb``:
+RandomResizedCrop 224 bicubic + flip + one of grayscale/solarize/blur + colour jitter +
+ImageNet normalisation; ``--augment official_depth`` is crop + flip only):
 
 - ``shards``: :class:`synth2real.loader.ShardImageDataset` over Parquet shards of PNG rows
-  (the dataset contract);
+  (the dataset contract), decoding each PNG per item;
+- ``shards-cache``: the same shards through :func:`synth2real.loader.build_decoded_cache`
+  (decoded once into a uint8 ``.npy`` memmap; ``train.decoded_cache``), timed after the build;
 - ``imagefolder``: torchvision ``ImageFolder`` over the same images saved as JPEG quality 95
-  (what the official code and most ImageNet pipelines decode);
-- ``memmap``: a decoded-uint8 cache, ``np.memmap`` of N x 256 x 256 x 3 (no decoding at all).
+  (what the official code and most ImageNet pipelines decode).
 
 Each (loader, workers) runs one pass over the N images (batch 64, shuffled) after one warm-up
 batch. Per-worker throughput (images/s divided by max(1, workers)) times 16 is compared with
@@ -22,6 +26,7 @@ extrapolation assumes 16 real cores; on a shared machine the per-worker figure i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -34,9 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lib"))
 
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
-from torchvision import datasets, transforms  # noqa: E402
+from torchvision import datasets  # noqa: E402
+from torchvision.transforms.v2 import functional as TF  # noqa: E402
 
-from synth2real.loader import ShardImageDataset  # noqa: E402
+from synth2real.augment import AUGMENTS, SeededTransform, TransformSpec, train_transform  # noqa: E402
+from synth2real.loader import (  # noqa: E402
+    AugmentedDataset,
+    DecodedCacheDataset,
+    EpochBatchSampler,
+    ShardImageDataset,
+    build_decoded_cache,
+)
 from synth2real.shards import chunk_rows, encode_png, write_shard  # noqa: E402
 
 SIZE = 256
@@ -54,7 +67,7 @@ def make_image(rng: np.random.Generator) -> np.ndarray:
 
 
 def build_data(n: int, tmp: Path, shard_size: int = 500) -> dict[str, Path]:
-    """Write the same n images as PNG shards, an ImageFolder of JPEGs and a uint8 memmap."""
+    """Write the same n images as PNG shards and as an ImageFolder of JPEGs."""
     rng = np.random.default_rng(0)
     images = [make_image(rng) for _ in range(n)]
     labels = [i % N_CLASSES for i in range(n)]
@@ -77,51 +90,34 @@ def build_data(n: int, tmp: Path, shard_size: int = 500) -> dict[str, Path]:
         path = folder / f"c{y}" / f"{i:06d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(im).save(path, quality=95)
-    mm_path = tmp / "cache.u8"
-    mm = np.memmap(mm_path, dtype=np.uint8, mode="w+", shape=(n, SIZE, SIZE, 3))
-    mm[:] = np.stack(images)
-    mm.flush()
-    del mm
-    np.save(tmp / "cache_labels.npy", np.array(labels, dtype=np.int64))
-    return {"shards": shard_dir, "imagefolder": folder, "memmap": mm_path}
+    return {"shards": shard_dir, "imagefolder": folder}
 
 
-class MemmapDataset(Dataset):
-    """Decoded uint8 cache: the memmap is opened lazily per process, so workers share pages."""
+class _TensorFolder(Dataset):
+    """ImageFolder (PIL JPEG decode) yielding uint8 CHW tensors like the shard datasets."""
 
-    def __init__(self, path: Path, n: int, transform: transforms.Compose) -> None:
-        self.path, self.n, self.transform = path, n, transform
-        self.labels = np.load(path.parent / "cache_labels.npy")
-        self._mm: np.memmap | None = None
+    def __init__(self, root: Path) -> None:
+        self.folder = datasets.ImageFolder(str(root))
 
     def __len__(self) -> int:
-        return self.n
+        return len(self.folder)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        if self._mm is None:
-            self._mm = np.memmap(self.path, dtype=np.uint8, mode="r", shape=(self.n, SIZE, SIZE, 3))
-        return self.transform(Image.fromarray(np.asarray(self._mm[i]))), int(self.labels[i])
+        image, label = self.folder[i]
+        return TF.pil_to_tensor(image), label
 
 
-def augmentation() -> transforms.Compose:
-    """The benchmark's train-time augmentation, identical for all loaders."""
-    return transforms.Compose(
-        [
-            transforms.RandomResizedCrop(224),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-        ]
-    )
-
-
-def make_dataset(kind: str, paths: dict[str, Path], n: int) -> Dataset:
-    """One of the three datasets over the generated images."""
-    aug = augmentation()
+def make_dataset(kind: str, paths: dict[str, Path], augment: str, cache_root: Path) -> Dataset:
+    """One of the loaders, wrapped in the training path's seeded per-image augmentation."""
     if kind == "shards":
-        return ShardImageDataset([paths["shards"]], transform=aug)
-    if kind == "imagefolder":
-        return datasets.ImageFolder(str(paths["imagefolder"]), transform=aug)
-    return MemmapDataset(paths["memmap"], n, aug)
+        source: Dataset = ShardImageDataset([paths["shards"]])
+    elif kind == "shards-cache":
+        source = DecodedCacheDataset(build_decoded_cache([paths["shards"]], cache_root))
+    else:
+        source = _TensorFolder(paths["imagefolder"])
+    size = 128 if augment == "official_texture" else 224
+    spec = TransformSpec(augment=augment, input_size=size, normalize="imagenet")
+    return AugmentedDataset(source, SeededTransform(train_transform(spec), seed=0))
 
 
 def time_loader(dataset: Dataset, workers: int, batch: int = 64) -> tuple[int, int, float]:
@@ -132,10 +128,8 @@ def time_loader(dataset: Dataset, workers: int, batch: int = 64) -> tuple[int, i
     """
     loader = DataLoader(
         dataset,
-        batch_size=batch,
-        shuffle=True,
+        batch_sampler=EpochBatchSampler(len(dataset), batch, seed=0),  # type: ignore[arg-type]
         num_workers=workers,
-        generator=torch.Generator().manual_seed(0),
     )
     start = time.perf_counter()
     it = iter(loader)
@@ -152,9 +146,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="images to generate (default 2000)")
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--augment", choices=AUGMENTS[1:], default="official_rgb")
     ap.add_argument("--tmp", type=Path, default=None, help="where to write the data")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"# load average (1/5/15 min) {load} on {os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         t0 = time.perf_counter()
         paths = build_data(args.n, Path(tmp))
@@ -162,13 +159,22 @@ def main(argv: list[str] | None = None) -> None:
         jpg_mb = sum(p.stat().st_size for p in paths["imagefolder"].rglob("*.jpg")) / 1e6
         print(
             f"# data: {args.n} images {SIZE}x{SIZE}, shards {png_mb:.1f} MB, "
-            f"jpeg {jpg_mb:.1f} MB, memmap {args.n * SIZE * SIZE * 3 / 1e6:.1f} MB, "
-            f"built in {time.perf_counter() - t0:.1f} s",
+            f"jpeg {jpg_mb:.1f} MB, decoded cache {args.n * SIZE * SIZE * 3 / 1e6:.1f} MB, "
+            f"built in {time.perf_counter() - t0:.1f} s; augment {args.augment}",
+            flush=True,
+        )
+        cache_root = Path(tmp) / "decoded"
+        t0 = time.perf_counter()
+        build_decoded_cache([paths["shards"]], cache_root)
+        build_s = time.perf_counter() - t0
+        print(
+            f"# decoded cache built once in {build_s:.1f} s "
+            f"({args.n / build_s:.0f} img/s, 1 process)",
             flush=True,
         )
         best: dict[str, float] = {}
-        for kind in ("shards", "imagefolder", "memmap"):
-            dataset = make_dataset(kind, paths, args.n)
+        for kind in ("shards", "shards-cache", "imagefolder"):
+            dataset = make_dataset(kind, paths, args.augment, cache_root)
             for w in args.workers:
                 count, timed, secs = time_loader(dataset, w)
                 rate = timed / secs
@@ -186,6 +192,12 @@ def main(argv: list[str] | None = None) -> None:
                 for name, need in GPU_RATES.items()
             )
             print(f"x16 loader={kind} images_per_s={x16:.0f} {verdict}")
+        for kind in ("shards", "shards-cache"):
+            ratio = best[kind] / best["imagefolder"]
+            print(
+                f"criterion {kind} >= imagefolder per worker: "
+                f"{'yes' if ratio >= 1 else 'no'} ({ratio:.2f}x)"
+            )
 
 
 if __name__ == "__main__":
