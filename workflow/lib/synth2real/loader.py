@@ -16,6 +16,16 @@ Parquet cannot read one row cheaply (a read decodes a whole column chunk), so a 
 
 No file handle is opened in ``__init__`` with ``preload=False`` and none is kept open, so the
 object pickles and is safe under both fork and spawn.
+
+The training path (``training.py``) builds on it:
+
+- :func:`build_decoded_cache` / :class:`DecodedCacheDataset`: decode a split once into a
+  node-local uint8 memmap, because per-item PNG decoding is the loader's bottleneck
+  (``workflow/scripts/bench_loader.py``);
+- :class:`MemorySource`: a split already decoded in RAM, same interface;
+- :class:`AugmentedDataset` + :class:`EpochBatchSampler`: indices travel as (epoch, index)
+  so persistent workers know the epoch, and each DDP rank takes its share of every *global*
+  batch.
 """
 
 from __future__ import annotations

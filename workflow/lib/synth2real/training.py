@@ -22,6 +22,7 @@ Design points:
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
@@ -631,7 +632,10 @@ def _fileno(stream: Any) -> int | None:
 def distributed_main(spec_path: str) -> None:
     """One torchrun rank: join the process group and train (see :func:`launch_distributed`)."""
     job = torch.load(spec_path, weights_only=False)
-    dist.init_process_group("nccl" if str(job.get("device", "cpu")).startswith("cuda") else "gloo")
+    backend = "nccl" if str(job.get("device", "cpu")).startswith("cuda") else "gloo"
+    # An hour, not NCCL's 10 minutes: the other ranks wait at a barrier while rank 0 builds
+    # the decoded cache of a 100k-image split.
+    dist.init_process_group(backend, timeout=datetime.timedelta(hours=1))
     try:
         train_classifier(**job)
     finally:
