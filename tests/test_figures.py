@@ -1,0 +1,220 @@
+"""Every paper figure from a fixture results table: sidecars hold exactly the plotted points."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_class_images, write_split
+
+from synth2real import paper_figures as pf
+from synth2real.figures import class_grid, pick_samples, results_markdown, table_classes
+
+REGISTRY = {
+    "g1": {"display_name": "Gen One", "release_date": "2022-03-01",
+           "geneval": {"score": 0.40, "source": "paper A"}},
+    "g2": {"display_name": "Gen Two", "release_date": "2023-07-15",
+           "geneval": {"score": 0.65, "source": "paper B"}},
+    "g3": {"display_name": "Gen Three", "release_date": "2025-01-10", "geneval": None},
+}  # fmt: skip
+PROMPTS = ["classname", "caption"]
+SYNTH = {f"{g}-{p}": (g, p) for g in REGISTRY for p in PROMPTS}
+PROBES = {
+    "rgb": {"transform": "identity", "archs": ["resnet50", "vit_tiny"]},
+    "texture": {"transform": "identity", "archs": ["bagnet9"]},
+    "depth": {"transform": "depth", "archs": ["resnet50"]},
+    "lowpass": {"transform": "lowpass", "cutoff": 0.2, "archs": ["resnet50"]},
+    "highpass": {"transform": "highpass", "cutoff": 0.2, "archs": ["resnet50"]},
+}
+ALL_FIGURES = [*pf.FIGURE_NAMES, *pf.PAGE_ONLY]
+
+
+def top1(train, probe, arch, test):
+    """A distinct, reproducible accuracy per row, so a misplaced value is caught."""
+    return round(0.05 + (hash((train, probe, arch, test)) % 9000) / 10000, 4)
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("evals")
+    evals = []
+    for d in ["real", *SYNTH]:
+        for probe, spec in PROBES.items():
+            for arch in spec["archs"]:
+                tests = ["real", *SYNTH] if d == "real" else ["real"]
+                for test in tests:
+                    path = tmp / f"{d}.{probe}.{arch}.{test}.csv"
+                    row = {"train_dataset": d, "probe": probe, "arch": arch,
+                           "test_dataset": test, "top1": top1(d, probe, arch, test),
+                           "top5": 1.0, "loss": 0.1, "n": 100, "per_class": "{}"}  # fmt: skip
+                    pd.DataFrame([row]).to_csv(path, index=False)
+                    evals.append(path)
+    rng = np.random.default_rng(0)
+    dist = pd.DataFrame(
+        [
+            {
+                "dataset": d,
+                "precision": 0.5,
+                "recall": 0.4,
+                "density": rng.uniform(0.1, 1.5),
+                "coverage": rng.uniform(0, 1),
+            }
+            for d in SYNTH
+        ]  # fmt: skip
+    )
+    clip = pd.DataFrame(
+        [{"dataset": f"{g}-caption", "clipscore": 25 + i} for i, g in enumerate(REGISTRY)]
+    )
+    ipc = pd.DataFrame(
+        [
+            {
+                "dataset": d,
+                "generator": gv[0],
+                "variant": gv[1],
+                "ipc": n,
+                "arch": "resnet50",
+                "top1": n / 1000,
+            }
+            for d, gv in {"real": ("real", "real"), **SYNTH}.items()
+            for n in (10, 100, 500)
+        ]  # fmt: skip
+    )
+    freqs = np.linspace(0, 1, 9)
+    spectra = pd.concat(
+        [
+            pd.DataFrame(
+                {"dataset": d, "frequency": freqs, "amplitude": (freqs + 0.01) ** -(2 + i / 10)}
+            )
+            for i, d in enumerate(["real", *SYNTH])
+        ],  # fmt: skip
+        ignore_index=True,
+    )
+    return pf.FigureTables(
+        results=pf.results_from_evals(evals, SYNTH),
+        distribution=dist,
+        registry=REGISTRY,
+        synthetic=SYNTH,
+        probes=PROBES,
+        rgb_archs=["resnet50", "vit_tiny"],
+        reference_arch="resnet50",
+        clipscore=clip,
+        ipc=ipc,
+        spectra=spectra,
+        slopes=pf.spectrum_slopes(spectra, (0.1, 0.9)),
+    )
+
+
+@pytest.fixture(scope="module")
+def drawn(tables, tmp_path_factory):
+    out = tmp_path_factory.mktemp("figures")
+    pf.draw_all(tables, out, names=ALL_FIGURES)
+    return out
+
+
+def read(drawn, name):
+    for ext in ("png", "pdf", "csv"):
+        assert (drawn / f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
+    return pd.read_csv(drawn / f"{name}.csv")
+
+
+def test_every_figure_written(drawn):
+    for name in ALL_FIGURES:
+        read(drawn, name)
+
+
+def test_release_figure_points(drawn):
+    pts = read(drawn, "release")
+    assert len(pts) == len(SYNTH)
+    assert list(pts.release_date) == sorted(pts.release_date)  # drawn in date order
+    for r in pts.itertuples():
+        assert r.top1 == top1(r.train_dataset, "rgb", "resnet50", "real")
+        assert r.release_date == REGISTRY[r.generator]["release_date"]
+        assert r.real_baseline == top1("real", "rgb", "resnet50", "real")
+    assert pts.highlight.all()
+
+
+def test_geneval_and_clipscore_points(drawn):
+    gen = read(drawn, "geneval")
+    # g3 has no published GenEval: 2 generators x 2 prompt types x 2 rgb archs
+    assert len(gen) == 2 * 2 * 2 and set(gen.generator) == {"g1", "g2"}
+    for r in gen.itertuples():
+        assert r.geneval == REGISTRY[r.generator]["geneval"]["score"]
+        assert r.geneval_source == REGISTRY[r.generator]["geneval"]["source"]
+        assert r.top1 == top1(r.train_dataset, "rgb", r.arch, "real")
+        assert r.real_baseline == top1("real", "rgb", r.arch, "real")
+    clip = read(drawn, "clipscore")
+    assert len(clip) == 3 * 2 * 2
+    for r in clip.itertuples():
+        assert r.clipscore == 25 + list(REGISTRY).index(r.generator)  # its caption dataset's
+
+
+def test_probe_figures_points(drawn):
+    probes = read(drawn, "probes")
+    assert len(probes) == len(SYNTH) * 4  # texture, depth, lowpass, highpass
+    for r in probes.itertuples():
+        assert r.probe_top1 == top1(r.train_dataset, r.probe, r.arch, "real")
+        assert r.rgb_top1 == top1(r.train_dataset, "rgb", "resnet50", "real")
+    assert set(probes[probes.probe == "depth"].panel) == {"structure/texture"}
+    bands = read(drawn, "frequency_bands")
+    assert len(bands) == len(SYNTH) * 2 and set(bands.probe) == {"lowpass", "highpass"}
+
+
+def test_density_transfer_ipc_spectra_points(drawn, tables):
+    dc = read(drawn, "density_coverage")
+    assert len(dc) == len(SYNTH)
+    merged = dc.merge(tables.distribution, on="dataset", suffixes=("", "_in"))
+    assert np.allclose(merged.density, merged.density_in)
+    for r in dc.itertuples():
+        assert r.top1 == top1(r.dataset, "rgb", "resnet50", "real")
+    tr = read(drawn, "transfer")
+    assert len(tr) == len(SYNTH)
+    for r in tr.itertuples():
+        assert r.real_to_synth == top1("real", "rgb", "resnet50", r.dataset)
+        assert r.synth_to_real == top1(r.dataset, "rgb", "resnet50", "real")
+    ipc = read(drawn, "ipc")
+    assert len(ipc) == 7 * 3 and np.allclose(ipc.top1, ipc.ipc / 1000)
+    spec = read(drawn, "spectra")
+    assert len(spec) == 7 * 8  # the zero-frequency bin is not drawn on log axes
+    acc = read(drawn, "accuracy")
+    assert len(acc) == len(SYNTH)
+
+
+def test_highlight_marks_only_one_generator(tables, tmp_path):
+    points = pf.draw_all(tables, tmp_path, highlight="g2", names=ALL_FIGURES)
+    for name, pts in points.items():
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+        lit = set(pts[pts.highlight].generator) - {"real"}
+        assert lit == {"g2"}, name
+        assert (~pts.highlight).any(), f"{name}: other generators drawn as context"
+        assert len(pd.read_csv(tmp_path / f"{name}.csv")) == len(pts)
+
+
+def test_empty_tables_draw_saying_why(tables, tmp_path):
+    empty = pf.FigureTables(**{**tables.__dict__, "ipc": pf.read_csvs([], pf.IPC_COLUMNS),
+                               "clipscore": pf.read_csvs([], pf.CLIPSCORE_COLUMNS)})  # fmt: skip
+    points = pf.draw_all(empty, tmp_path, names=["ipc", "clipscore"])
+    assert all(len(p) == 0 for p in points.values())
+    assert (tmp_path / "ipc.png").stat().st_size > 0
+
+
+def test_sample_tables(tmp_path):
+    shards = {}
+    for k, d in enumerate(["real", "g1-classname", "g2-classname"]):
+        images, labels = make_class_images(3, 4, 8, seed=k)
+        shards[d] = [write_split(tmp_path / f"{d}.parquet", images, labels)]
+    labels = table_classes(4, 3)
+    assert labels == [0, 2, 3]
+    picked = [(d, pick_samples(s, labels, 2)) for d, s in shards.items()]
+    assert [i for i, _ in picked[0][1][2]] == [6, 7]  # first two rows of class 2
+    pts = class_grid(picked, ["a", "b", "c", "d"], 2, "t", tmp_path / "table")
+    assert len(pts) == 3 * 3 * 2
+    assert (tmp_path / "table.png").stat().st_size > 0
+    assert len(pd.read_csv(tmp_path / "table.csv")) == len(pts)
+
+
+def test_results_markdown_has_every_number(tables):
+    text = results_markdown(pf.tables_for_markdown(tables), "run")
+    s2r = tables.results[tables.results.direction == "synth->real"]
+    for v in s2r.top1:
+        assert f"{v:.4f}" in text
+    assert "paper B" in text and "2023-07-15" in text
+    page = results_markdown(pf.tables_for_markdown(tables, "g1"), "g1")
+    assert "g2-caption" not in page and "g1-caption" in page
