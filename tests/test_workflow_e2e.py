@@ -72,42 +72,100 @@ def test_distribution_table(run_dir):
     assert (dist.density >= 0).all()
 
 
+FIGURES = ["release", "accuracy", "geneval", "clipscore", "ipc", "probes", "frequency_bands",
+           "density_coverage", "transfer"]  # fmt: skip
+# What the e2e grid can fill (no GenEval scores, no caption prompts): these are in the report.
+FILLED = ["release", "accuracy", "ipc", "probes", "frequency_bands", "density_coverage",
+          "transfer"]  # fmt: skip
+GENERATORS = {"ddpm-cfg1": "ddpm-cfg1-classname", "ddpm-cfg7.5": "ddpm-cfg7.5-classname"}
+IPC = [10, 30]  # 30 = the whole train split: the main model's own point
+
+
+def summary_top1(run_dir):
+    summary = pd.read_csv(run_dir / "results" / "e2e" / "summary.csv")
+    return summary.set_index(["train_dataset", "probe", "arch", "test_dataset"]).top1
+
+
 def test_figures_and_sidecars(run_dir):
     figs = run_dir / "results" / "e2e" / "figures"
-    for name in ("accuracy", "probes", "density_coverage", "transfer"):
+    for name in FIGURES:
         for ext in ("png", "pdf", "csv"):
             assert (figs / f"{name}.{ext}").stat().st_size > 0
+    top1 = summary_top1(run_dir)
     acc = pd.read_csv(figs / "accuracy.csv")
     assert sorted(acc.train_dataset) == sorted(SYNTH)
-    summary = pd.read_csv(run_dir / "results" / "e2e" / "summary.csv").set_index(
-        ["train_dataset", "probe", "arch", "test_dataset"]
-    )
     for r in acc.itertuples():
-        assert r.top1 == pytest.approx(
-            summary.loc[(r.train_dataset, "rgb", "smallcnn", "real"), "top1"]
-        )
+        assert r.top1 == pytest.approx(top1[(r.train_dataset, "rgb", "smallcnn", "real")])
+    release = pd.read_csv(figs / "release.csv")
+    assert sorted(release.train_dataset) == sorted(SYNTH)
+    for r in release.itertuples():
+        assert r.top1 == pytest.approx(top1[(r.train_dataset, "rgb", "smallcnn", "real")])
+        assert r.real_baseline == pytest.approx(top1[("real", "rgb", "smallcnn", "real")])
     probes = pd.read_csv(figs / "probes.csv")
     assert len(probes) == len(SYNTH) * 3  # texture, lowpass, highpass per synthetic dataset
+    for r in probes.itertuples():
+        assert r.probe_top1 == pytest.approx(top1[(r.train_dataset, r.probe, r.arch, "real")])
+    assert len(pd.read_csv(figs / "frequency_bands.csv")) == len(SYNTH) * 2
+    assert len(pd.read_csv(figs / "density_coverage.csv")) == len(SYNTH)
+    transfer = pd.read_csv(figs / "transfer.csv")
+    for r in transfer.itertuples():
+        assert r.real_to_synth == pytest.approx(top1[("real", "rgb", "smallcnn", r.dataset)])
+    # the demo registry has no GenEval scores and the grid no caption prompts: drawn empty
+    assert len(pd.read_csv(figs / "geneval.csv")) == 0
+    assert len(pd.read_csv(figs / "clipscore.csv")) == 0
+    ipc = pd.read_csv(figs / "ipc.csv")
+    assert len(ipc) == (1 + len(SYNTH)) * len(IPC)
+    assert sorted(set(ipc.ipc)) == IPC
+    for r in ipc[ipc.ipc == 30].itertuples():  # the full split is the main model's point
+        assert r.top1 == pytest.approx(top1[(r.dataset, "rgb", "smallcnn", "real")])
     for synth in SYNTH:
         assert (figs / "samples" / f"{synth}.png").stat().st_size > 0
+    table1 = pd.read_csv(figs / "samples_table" / "classname.csv")
+    assert len(table1) == (1 + len(SYNTH)) * 4  # real + each generator, 4 classes
     assert (figs / "spectra.png").stat().st_size > 0
     slopes = pd.read_csv(run_dir / "results" / "e2e" / "tables" / "spectra.csv")
     assert sorted(slopes.dataset) == sorted(["real", *SYNTH])
     assert slopes.set_index("dataset").alpha["real"] > 0.5  # digits have a steep spectrum
+    md = (run_dir / "results" / "e2e" / "tables" / "results.md").read_text()
+    for v in top1[top1.index.get_level_values("test_dataset") == "real"]:
+        assert f"{v:.4f}" in md
+
+
+def test_generator_pages(run_dir):
+    top1 = summary_top1(run_dir)
+    for gen, synth in GENERATORS.items():
+        page = run_dir / "results" / "e2e" / "generators" / gen
+        for name in [*FIGURES, "spectra"]:
+            for ext in ("png", "pdf", "csv"):
+                assert (page / "figures" / f"{name}.{ext}").stat().st_size > 0, (gen, name)
+        release = pd.read_csv(page / "figures" / "release.csv")
+        assert len(release) == len(SYNTH)  # the other generator drawn as grey context
+        lit = release[release.highlight]
+        assert list(lit.generator) == [gen]
+        assert lit.top1.iloc[0] == pytest.approx(top1[(synth, "rgb", "smallcnn", "real")])
+        ipc = pd.read_csv(page / "figures" / "ipc.csv")
+        assert set(ipc[ipc.highlight].generator) == {gen, "real"}
+        rows = pd.read_csv(page / "results.csv")
+        assert set(rows.train_dataset) == {"real", synth}
+        assert set(rows.generator) <= {gen, "real"}
+        assert "![release](figures/release.png)" in (page / "page.md").read_text()
 
 
 def test_report_contains_every_figure(run_dir):
     report = run_dir / "results" / "e2e" / "report.html"
     snakemake(run_dir, "all", "--report", str(report))
     html = report.read_text(errors="replace")
-    for name in (
-        "accuracy.png",
-        "probes.png",
-        "density_coverage.png",
-        "transfer.png",
-        "summary.csv",
-    ):
+    names = [f"figures/{n}.png" for n in FILLED] + ["figures/spectra.png", "summary.csv"]
+    names += ["figures/samples_table/classname.png", "tables/results.md", "report/versions.csv"]
+    names += ["report/config.yaml"]
+    for gen in GENERATORS:
+        names += [f"generators/{gen}/figures/{n}.png" for n in [*FILLED, "spectra"]]
+        names += [f"figures/samples_prompts/{gen}.png", f"generators/{gen}/results.csv"]
+    for name in names:
         assert name in html, name
+    for group in ("Prompt following", "Structure and texture", "Frequency", "Diversity",
+                  "Transfer asymmetry", "Generator ddpm-cfg1", "Run"):  # fmt: skip
+        assert group in html, group
 
 
 def test_rerun_does_nothing_and_deleted_shard_reruns_alone(run_dir):

@@ -14,6 +14,7 @@ FREQUENCY_PROBES = [
     p for p, s in GRID.probes.items() if s["transform"] in ("lowpass", "highpass")
 ]
 DEPTH_PROBES = [p for p, s in config["probes"].items() if s["transform"] == "depth"]
+ENV_FILES = sorted(str(p) for p in (Path(workflow.basedir) / "envs").glob("*.yaml"))
 DIGITS_GENERATORS = [
     g for g in GRID.generators if GRID.registry[g]["pipeline"] == "DigitsDDPM"
 ]
@@ -99,23 +100,78 @@ def get_distribution_tables(wildcards=None):
     return [f"{R}/metrics/distribution/{d}.csv" for d in GRID.synthetic]
 
 
+# Figure name -> (report category, caption). Categories group the report by the paper's
+# questions; the names are the stems synth2real.paper_figures.draw_all writes.
 FIGURES = {
-    "accuracy": ("Accuracy", "accuracy.rst"),
-    "probes": ("Structure, texture and frequency", "probes.rst"),
+    "release": ("Prompt following", "release.rst"),
+    "accuracy": ("Prompt following", "accuracy.rst"),
+    "geneval": ("Prompt following", "geneval.rst"),
+    "clipscore": ("Prompt following", "clipscore.rst"),
+    "ipc": ("Prompt following", "ipc.rst"),
+    "probes": ("Structure and texture", "probes.rst"),
+    "frequency_bands": ("Frequency", "frequency_bands.rst"),
     "density_coverage": ("Diversity", "density_coverage.rst"),
     "transfer": ("Transfer asymmetry", "transfer.rst"),
 }
+# Drawn on each generator's page besides FIGURES (the run's own is rule spectra_figure).
+PAGE_FIGURES = {**FIGURES, "spectra": ("Frequency", "spectra.rst")}
+
+
+def fillable(name):
+    """Whether this run's grid can put a point on figure ``name``. Every figure is drawn
+    (empty ones say why), but only fillable ones go into the report."""
+    if name == "geneval":
+        return any(GRID.registry[g].get("geneval") for g in GRID.generators)
+    if name == "clipscore":
+        return "caption" in GRID.prompt_types
+    if name == "ipc":
+        return bool(GRID.ipc_grid())
+    if name == "frequency_bands":
+        return bool(FREQUENCY_PROBES)
+    return True
 
 
 def figure_outputs():
     """Named outputs of the figures rule: png (in the report), pdf and csv sidecar per figure."""
     out = {}
     for name, (category, caption) in FIGURES.items():
-        out[f"{name}_png"] = report(
-            f"{R}/figures/{name}.png", caption=f"../report/{caption}", category=category
-        )
+        png = f"{R}/figures/{name}.png"
+        if fillable(name):
+            png = report(png, caption=f"../report/{caption}", category=category)
+        out[f"{name}_png"] = png
         out[f"{name}_pdf"] = f"{R}/figures/{name}.pdf"
         out[f"{name}_csv"] = f"{R}/figures/{name}.csv"
+    return out
+
+
+def page_dir(generator="{generator}"):
+    return f"{R}/generators/{generator}"
+
+
+def page_outputs():
+    """Named outputs of one generator's page (wildcard ``generator``): every figure with its
+    point highlighted, its rows, and the page itself. Report category: the generator."""
+    out = {}
+    category = "Generator {generator}"
+    for name, (_, caption) in PAGE_FIGURES.items():
+        png = f"{page_dir()}/figures/{name}.png"
+        if fillable(name):
+            png = report(
+                png,
+                caption=f"../report/{caption}",
+                category=category,
+                subcategory="Figures",
+            )
+        out[f"{name}_png"] = png
+        out[f"{name}_pdf"] = f"{page_dir()}/figures/{name}.pdf"
+        out[f"{name}_csv"] = f"{page_dir()}/figures/{name}.csv"
+    out["results"] = report(
+        f"{page_dir()}/results.csv",
+        caption="../report/page_results.rst",
+        category=category,
+        subcategory="Tables",
+    )
+    out["page"] = f"{page_dir()}/page.md"
     return out
 
 
@@ -140,6 +196,10 @@ def all_targets():
         f"{R}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf", "csv")
     ]
     targets += [f"{R}/figures/samples/{d}.png" for d in GRID.synthetic]
+    targets += [f"{R}/figures/samples_table/{p}.png" for p in GRID.prompt_types]
+    targets += [f"{page_dir(g)}/page.md" for g in GRID.generators]
+    targets += [f"{R}/tables/results.md", f"{R}/report/versions.csv"]
+    targets += [f"{R}/tables/ipc.csv"] if GRID.ipc_grid() else []
     targets += [f"{R}/figures/spectra.png", f"{R}/tables/spectra.csv"]
     targets += [
         f"{R}/metrics/clipscore/{d}.csv"
@@ -215,3 +275,201 @@ def get_weight_flags(wildcards=None):
         for g in GRID.generators
         if g not in DIGITS_GENERATORS
     ]
+
+
+# ---------------------------------------------------------------- figures, pages, scaling
+def synth_of(generator):
+    """A generator's synthetic datasets of the main grid (one per prompt type)."""
+    return [d for d, (g, _) in GRID.synthetic.items() if g == generator]
+
+
+def clipscore_path(d):
+    return f"{R}/metrics/clipscore/{d}.csv"
+
+
+def get_clipscore_tables(wildcards=None):
+    return [clipscore_path(d) for d, (_, p) in GRID.synthetic.items() if p == "caption"]
+
+
+def get_ipc_table(wildcards=None):
+    return [f"{R}/tables/ipc.csv"] if GRID.ipc_grid() else []
+
+
+def get_figure_inputs(wildcards=None):
+    return {
+        "results": f"{R}/tables/results.csv",
+        "distribution": f"{R}/distribution.csv",
+        "clipscore": get_clipscore_tables(),
+        "ipc": get_ipc_table(),
+    }
+
+
+def get_markdown_inputs(wildcards=None):
+    return {**get_figure_inputs(), "slopes": f"{R}/tables/spectra.csv"}
+
+
+def figure_params():
+    """What every figure job needs besides tables: the registry and the grid's shape."""
+    return {
+        "registry": {g: GRID.registry[g] for g in GRID.generators},
+        "synthetic": GRID.synthetic,
+        "probes": GRID.probes,
+        "rgb_archs": config["probes"]["rgb"]["archs"],
+        "reference_arch": config["reference_arch"],
+        "run": config["run"],
+    }
+
+
+def sample_table_shards(datasets):
+    return {d: data_shards(d, "train") for d in datasets}
+
+
+def get_samples_table_inputs(wildcards):
+    """Table 1: the train shards of every generator's dataset of one prompt type, and real."""
+    ds = [d for d, (_, p) in GRID.synthetic.items() if p == wildcards.prompt_type]
+    return [s for shards in sample_table_shards([REAL, *ds]).values() for s in shards]
+
+
+def get_samples_table_sources(wildcards):
+    ds = [d for d, (_, p) in GRID.synthetic.items() if p == wildcards.prompt_type]
+    return sample_table_shards([REAL, *ds])
+
+
+def get_samples_prompts_inputs(wildcards):
+    """Table 2: one generator's datasets of every prompt type, and real."""
+    return [
+        s
+        for shards in sample_table_shards(
+            [REAL, *synth_of(wildcards.generator)]
+        ).values()
+        for s in shards
+    ]
+
+
+def get_samples_prompts_sources(wildcards):
+    return sample_table_shards([REAL, *synth_of(wildcards.generator)])
+
+
+# --- Fig. 7: images per class. IPC models live under scaling/, apart from the main grid.
+CPC = GRID.cpc_datasets()
+SCALING = GRID.scaling_datasets()
+IPC_PROBE = "rgb"
+
+
+def ipc_eval_path(dataset, ipc):
+    """The evaluation behind one Fig. 7 point. At the full train size of a main-grid dataset
+    it is the main model's own (no extra training); otherwise an IPC model's."""
+    arch = config["reference_arch"]
+    if dataset in GRID.datasets and ipc == GRID.full_train_ipc(dataset):
+        return f"{R}/eval/{dataset}/{IPC_PROBE}/{arch}/{REAL}.csv"
+    return f"{R}/scaling/eval/{dataset}/ipc{ipc}/{IPC_PROBE}/{arch}/{REAL}.csv"
+
+
+def ipc_entries(generators=None):
+    """Every Fig. 7 point as {path, dataset, generator, variant, ipc, arch}."""
+    out = []
+    for d, (g, variant) in SCALING.items():
+        if generators is not None and g not in generators:
+            continue
+        full = GRID.full_train_ipc(d)
+        for n in GRID.ipc_grid():
+            if n <= full:
+                out.append(
+                    {
+                        "path": ipc_eval_path(d, n),
+                        "dataset": d,
+                        "generator": g,
+                        "variant": variant,
+                        "ipc": n,
+                        "arch": config["reference_arch"],
+                    }
+                )
+    return out
+
+
+def get_ipc_eval_tables(wildcards=None):
+    return [e["path"] for e in ipc_entries()]
+
+
+def get_ipc_subset_input(wildcards):
+    if wildcards.dataset in CPC:
+        return cpc_shards(wildcards.dataset)
+    return data_shards(wildcards.dataset, "train")
+
+
+def get_ipc_train_inputs(wildcards):
+    """An IPC model trains on its subset and selects on its dataset's val split (a CPC
+    dataset, which has only a train split, on its caption dataset's)."""
+    val_of = wildcards.dataset
+    if wildcards.dataset in CPC:
+        val_of = f"{CPC[wildcards.dataset][0]}-caption"
+    return {
+        "train": [f"{R}/scaling/subsets/{wildcards.dataset}/ipc{wildcards.ipc}"],
+        "val": data_shards(val_of, "val"),
+    }
+
+
+def get_ipc_train_seed(wildcards):
+    from synth2real.seeding import derive_seed
+
+    return derive_seed(
+        config["seed"], "train-ipc", wildcards.dataset, wildcards.ipc, wildcards.arch
+    ) % (2**31)
+
+
+def cpc_shards(dataset):
+    return expand(
+        f"{R}/scaling/data/{dataset}/train/shard-{{shard}}.parquet",
+        shard=GRID.shard_ids(dataset, "train"),
+    )
+
+
+def get_cpc_generator_model(wildcards):
+    gen = CPC[wildcards.synth][0]
+    if gen in DIGITS_GENERATORS:
+        return f"{R}/generators/digits-ddpm/model"
+    return f"resources/weights/{gen}/.complete"
+
+
+def get_cpc_spec(wildcards):
+    _, _, cpc, k = CPC[wildcards.synth]
+    return {"captions_per_class": cpc, "images_per_caption": k}
+
+
+# --- one generator's page: declared inputs are its own files and the real baseline only.
+def page_datasets(generator):
+    return [REAL, *synth_of(generator)]
+
+
+def get_page_inputs(wildcards):
+    g = wildcards.generator
+    mine = set(synth_of(g))
+    evals = [
+        eval_path(e)
+        for e in GRID.evaluations()
+        if e.model.dataset in mine
+        or (e.model.dataset == REAL and e.test_dataset in mine | {REAL})
+    ]
+    return {
+        "evals": evals,
+        "distribution": [f"{R}/metrics/distribution/{d}.csv" for d in synth_of(g)],
+        "clipscore": [
+            clipscore_path(d) for d in synth_of(g) if GRID.synthetic[d][1] == "caption"
+        ],
+        "spectra": [f"{R}/metrics/spectra/{d}.csv" for d in page_datasets(g)],
+        "ipc": [e["path"] for e in ipc_entries({g, REAL})],
+        "samples": [f"{R}/figures/samples/{d}.png" for d in synth_of(g)],
+        "samples_prompts": f"{R}/figures/samples_prompts/{g}.png",
+    }
+
+
+def get_page_context(wildcards):
+    """Every generator's result files: the page reads those that exist as grey context."""
+    return {
+        "evals": get_eval_tables(),
+        "distribution": get_distribution_tables(),
+        "clipscore": get_clipscore_tables(),
+        "spectra": [f"{R}/metrics/spectra/{d}.csv" for d in GRID.datasets],
+        "ipc": ipc_entries(),
+        "own_ipc": ipc_entries({wildcards.generator, REAL}),
+    }

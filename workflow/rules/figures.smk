@@ -1,8 +1,7 @@
 rule figures:
-    """The paper's summary figures (Fig. 1, 4, 5, 6) from summary and distribution tables."""
+    """Every summary figure of the paper (Fig. 1, 3, 4, 5, 6, 7) from the run's tables."""
     input:
-        results=f"{R}/tables/results.csv",
-        distribution=f"{R}/distribution.csv",
+        **get_figure_inputs(),
     output:
         **figure_outputs(),
     log:
@@ -10,11 +9,134 @@ rule figures:
     conda:
         "../../envs/plot.yaml"
     params:
-        config=config,
-        order=GRID.generators,
-        names=get_generator_names,
+        **figure_params(),
+        names=list(FIGURES),
     script:
         "../scripts/figures.py"
+
+
+rule results_markdown:
+    """Every number behind the figures as one Markdown document."""
+    input:
+        **get_markdown_inputs(),
+    output:
+        report(
+            f"{R}/tables/results.md",
+            caption="../report/results_md.rst",
+            category="Tables",
+        ),
+    log:
+        f"{R}/logs/results_markdown.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        **figure_params(),
+    script:
+        "../scripts/results_markdown.py"
+
+
+rule generator_page:
+    """One generator's page: every figure with its points highlighted, its rows, its samples.
+
+    Declared inputs are only this generator's results and the real baseline, so building a
+    page runs only this generator's missing jobs (and the shared real-data ones). Other
+    generators are drawn in grey from whatever of their results exist on disk when the page
+    is built (read, not declared: they neither trigger their jobs nor a rebuild of the page).
+    """
+    input:
+        unpack(get_page_inputs),
+    output:
+        **page_outputs(),
+    log:
+        f"{R}/logs/generator_page/{{generator}}.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        **figure_params(),
+        context=get_page_context,
+        names=list(PAGE_FIGURES),
+        spectra=config["metrics"].get("spectra", {}),
+    script:
+        "../scripts/generator_page.py"
+
+
+rule samples_table:
+    """Paper Table 1: samples of the same classes from real and every generator (one prompt
+    type), generators in release order."""
+    input:
+        get_samples_table_inputs,
+    output:
+        png=report(
+            f"{R}/figures/samples_table/{{prompt_type}}.png",
+            caption="../report/samples_table.rst",
+            category="Samples",
+            subcategory="By generator",
+        ),
+        pdf=f"{R}/figures/samples_table/{{prompt_type}}.pdf",
+        csv=f"{R}/figures/samples_table/{{prompt_type}}.csv",
+    log:
+        f"{R}/logs/samples_table/{{prompt_type}}.log",
+    wildcard_constraints:
+        prompt_type="classname|caption",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        config=config,
+        sources=get_samples_table_sources,
+        registry=figure_params()["registry"],
+        synthetic=GRID.synthetic,
+    script:
+        "../scripts/samples_table.py"
+
+
+rule samples_prompts:
+    """Paper Table 2: one generator's class-name against caption samples (real on top)."""
+    input:
+        get_samples_prompts_inputs,
+    output:
+        png=report(
+            f"{R}/figures/samples_prompts/{{generator}}.png",
+            caption="../report/samples_prompts.rst",
+            category="Generator {generator}",
+            subcategory="Samples",
+        ),
+        pdf=f"{R}/figures/samples_prompts/{{generator}}.pdf",
+        csv=f"{R}/figures/samples_prompts/{{generator}}.csv",
+    log:
+        f"{R}/logs/samples_prompts/{{generator}}.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        config=config,
+        sources=get_samples_prompts_sources,
+        registry=figure_params()["registry"],
+        synthetic=GRID.synthetic,
+    script:
+        "../scripts/samples_table.py"
+
+
+rule run_info:
+    """The config and the software versions of this run, for the report."""
+    output:
+        config=report(
+            f"{R}/report/config.yaml",
+            caption="../report/run_config.rst",
+            category="Run",
+        ),
+        versions=report(
+            f"{R}/report/versions.csv",
+            caption="../report/run_versions.rst",
+            category="Run",
+        ),
+    log:
+        f"{R}/logs/run_info.log",
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        config=config,
+        envs=ENV_FILES,
+    script:
+        "../scripts/run_info.py"
 
 
 rule sample_grid:

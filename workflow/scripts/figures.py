@@ -1,23 +1,27 @@
-"""Draw the summary figures."""
+"""Draw the run's summary figures (every paper figure but the sample tables and spectra)."""
 
 import script_setup
 
 log = script_setup.init(snakemake)
 
+from pathlib import Path  # noqa: E402
+
 import pandas as pd  # noqa: E402
 
-from synth2real import figures  # noqa: E402
+from synth2real import paper_figures as pf  # noqa: E402
 
-cfg = snakemake.params.config
-out = snakemake.output
-results = pd.read_csv(snakemake.input.results)
-distribution = pd.read_csv(snakemake.input.distribution)
-arch = cfg["reference_arch"]
-names = snakemake.params.names
-enabled = {p: s for p, s in cfg["probes"].items() if s.get("enabled", True)}
-
-figures.accuracy_figure(results, snakemake.params.order, arch, out.accuracy_png[:-4], names)
-figures.probes_figure(results, enabled, arch, out.probes_png[:-4])
-figures.density_coverage_figure(results, distribution, arch, out.density_coverage_png[:-4])
-figures.transfer_figure(results, arch, out.transfer_png[:-4])
-log.info("figures written")
+p = snakemake.params
+inp = snakemake.input
+tables = pf.FigureTables(
+    results=pd.read_csv(inp.results),
+    distribution=pd.read_csv(inp.distribution),
+    registry=p.registry,
+    synthetic=p.synthetic,
+    probes=p.probes,
+    rgb_archs=p.rgb_archs,
+    reference_arch=p.reference_arch,
+    clipscore=pf.read_csvs(list(inp.clipscore), pf.CLIPSCORE_COLUMNS),
+    ipc=pf.read_csvs(list(inp.ipc), pf.IPC_COLUMNS),
+)
+points = pf.draw_all(tables, Path(snakemake.output.accuracy_png).parent, names=p.names)
+log.info("figures: %s", {name: len(pts) for name, pts in points.items()})

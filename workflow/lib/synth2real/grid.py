@@ -133,3 +133,77 @@ class Grid:
             if m.dataset == REAL:
                 out.extend(Evaluation(m, d) for d in self.synthetic)
         return out
+
+    # ----------------------------------------------------------------- scaling (Fig. 7)
+    @property
+    def scaling(self) -> Mapping[str, Any]:
+        """The ``scaling`` config section (empty grids when absent: no Fig. 7 jobs)."""
+        return self.config.get("scaling") or {}
+
+    def ipc_grid(self) -> list[int]:
+        """Images-per-class values of Fig. 7, sorted; each must fit in the train split.
+
+        A value equal to the train split's size is the main model itself (no extra job).
+        """
+        full = self.config["synthetic"]["splits"]["train"]
+        grid = sorted(set(int(n) for n in self.scaling.get("ipc", [])))
+        too_big = [n for n in grid if n > full]
+        if too_big:
+            raise ConfigError(
+                f"scaling.ipc: {too_big} exceed synthetic.splits.train ({full} per class)"
+            )
+        real_full = self.config["data"]["splits"]["train"]
+        if grid and grid[-1] > real_full:
+            raise ConfigError(f"scaling.ipc: {grid[-1]} exceeds data.splits.train ({real_full})")
+        return grid
+
+    def scaling_generators(self) -> list[str]:
+        """Generators with Fig. 7 curves: ``scaling.generators`` that are in the grid (all by
+        default). Ids outside the grid are skipped, not errors: a config that narrows the
+        paper's ``generators`` inherits its ``scaling.generators`` (``--configfile`` extends)."""
+        chosen = self.scaling.get("generators")
+        if chosen is None:
+            return list(self.generators)
+        unknown = [g for g in chosen if g not in self.registry]
+        if unknown:
+            raise ConfigError(f"scaling.generators: unknown id(s) {', '.join(unknown)}")
+        return [g for g in self.generators if g in chosen]
+
+    def cpc_datasets(self) -> dict[str, tuple[str, str, int, int]]:
+        """Reduced captions-per-class datasets: ``{id: (generator, variant, cpc, repeats)}``.
+
+        A CPC dataset (e.g. ``flux-dev-cpc100x5``) has only a train split, made from the first
+        ``captions_per_class`` captions of each class, each used ``images_per_caption`` times,
+        so it holds as many images as the caption dataset but fewer unique prompts. Only
+        with caption prompts and a non-empty IPC grid (it exists to be trained on).
+        """
+        if "caption" not in self.prompt_types or not self.ipc_grid():
+            return {}
+        full = self.config["synthetic"]["splits"]["train"]
+        out = {}
+        for spec in self.scaling.get("cpc", []):
+            cpc, k = int(spec["captions_per_class"]), int(spec["images_per_caption"])
+            if cpc * k != full:
+                raise ConfigError(
+                    f"scaling.cpc: {cpc} captions x {k} images = {cpc * k} per class, but "
+                    f"synthetic.splits.train is {full}"
+                )
+            variant = f"cpc{cpc}x{k}"
+            for g in self.scaling_generators():
+                out[f"{g}-{variant}"] = (g, variant, cpc, k)
+        return out
+
+    def scaling_datasets(self) -> dict[str, tuple[str, str]]:
+        """Datasets with an IPC curve: ``{id: (generator or real, variant)}``, real first."""
+        if not self.ipc_grid():
+            return {}
+        out: dict[str, tuple[str, str]] = {REAL: (REAL, REAL)}
+        gens = set(self.scaling_generators())
+        out.update({d: gp for d, gp in self.synthetic.items() if gp[0] in gens})
+        out.update({d: (g, v) for d, (g, v, _, _) in self.cpc_datasets().items()})
+        return out
+
+    def full_train_ipc(self, dataset: str) -> int:
+        """Images per class of ``dataset``'s whole train split (its main model's IPC)."""
+        section = self.config["data"] if dataset == REAL else self.config["synthetic"]
+        return int(section["splits"]["train"])

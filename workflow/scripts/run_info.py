@@ -1,0 +1,15 @@
+"""The config and the software versions of this run, for the report."""
+
+import script_setup
+
+log = script_setup.init(snakemake)
+
+from synth2real.evaluation import write_csv_atomic  # noqa: E402
+from synth2real.run_info import config_yaml, software_versions  # noqa: E402
+from synth2real.shards import atomic_output  # noqa: E402
+
+with atomic_output(snakemake.output.config) as fh:
+    fh.write(config_yaml(snakemake.params.config).encode())
+versions = software_versions(snakemake.params.envs)
+write_csv_atomic(versions, snakemake.output.versions)
+log.info("%d versions", len(versions))
