@@ -221,7 +221,7 @@ def cutmix(
     y0, y1 = max(cy - rh, 0), min(cy + rh, h)
     x0, x1 = max(cx - rw, 0), min(cx + rw, w)
     mixed = x.clone()
-    mixed[..., y0:y1, x0:x1] = x.roll(1, 0)[..., y0:y1, x0:x1]
+    mixed[..., y0:y1, x0:x1] = x[..., y0:y1, x0:x1].roll(1, 0)  # roll only the box
     lam_area = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
     one_hot = torch.nn.functional.one_hot(y, num_classes).to(x.dtype)
     soft = one_hot * lam_area + one_hot.roll(1, 0) * (1.0 - lam_area)

@@ -525,6 +525,10 @@ def train_classifier(
                 g["lr"] = recipe.lr * lr_factor(
                     epoch * steps_per_epoch + step, steps_per_epoch, recipe
                 )
+            # The whole step's input goes to the device first, so CutMix runs there (on a
+            # 1024 x 3 x 224 x 224 batch a CPU copy would cost the main process ~0.2 s).
+            x_step = x_step.to(device, non_blocking=True)
+            y_step = y_step.to(device, non_blocking=True)
             target: torch.Tensor = y_step
             if recipe.cutmix_alpha > 0:
                 rng = np.random.default_rng(derive_seed(recipe.seed, "cutmix", epoch, step, rank))
@@ -535,7 +539,6 @@ def train_classifier(
             opt.zero_grad(set_to_none=True)
             pieces = list(zip(x_step.split(micro), target.split(micro), strict=True))
             for i, (x, t) in enumerate(pieces):
-                x, t = x.to(device, non_blocking=True), t.to(device, non_blocking=True)
                 if device.startswith("cuda"):
                     x = x.contiguous(memory_format=torch.channels_last)
                 sync = i == len(pieces) - 1 or world == 1
