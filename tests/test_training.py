@@ -1,12 +1,14 @@
 """Training: seeded, resumable to the same weights, selects the lowest-val-loss epoch."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from synth2real.augment import (
     SeededTransform,
@@ -304,3 +306,19 @@ def test_compile_option_traces_the_model_and_keeps_plain_weights(
     assert set(wa) == set(wb) and not any("_orig_mod" in k for k in wa)
     for k in wa:
         assert torch.allclose(wa[k], wb[k], atol=1e-6), k
+
+
+def test_configs_extending_the_paper_config_keep_their_train_path(tiny_splits, tmp_path):
+    """Snakemake merges --configfile over config/config.yaml: the demo and test configs must
+    undo the paper's input_size (else 224 px crops of 16 px digits), and a misfit is refused."""
+    root = Path(__file__).resolve().parents[1]
+    paper = yaml.safe_load((root / "config" / "config.yaml").read_text())["train"]
+    assert paper["input_size"] == 224
+    for name in ("config/demo.yaml", "tests/config/e2e.yaml", "tests/config/slurm.yaml"):
+        train = {**paper, **yaml.safe_load((root / name).read_text())["train"]}
+        recipe, runtime = resolve_recipe(train, "identity", "smallcnn", seed=0)
+        assert recipe.input_size is None and runtime.workers == 0, name
+        assert recipe.transform_spec() == TransformSpec(crop_padding=2, hflip=False), name
+    bad, _ = resolve_recipe({**TRAIN, "input_size": 224}, "identity", "smallcnn", seed=0)
+    with pytest.raises(ValueError, match="input_size=224 is larger than the 12x12 images"):
+        run_stream(tiny_splits, tmp_path, "bad", bad)

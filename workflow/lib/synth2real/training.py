@@ -432,6 +432,20 @@ def _validate(
     return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
 
+def _check_input_size(spec: TransformSpec, shards: Sequence[str]) -> None:
+    """The paper path crops ``input_size`` out of the stored image: it must fit (the official
+    lists resize, so any size works there)."""
+    if spec.augment != "paper" or spec.input_size is None:
+        return
+    h, w = first_image_shape(shards)
+    if spec.input_size > min(h, w):
+        raise ValueError(
+            f"train.input_size={spec.input_size} is larger than the {h}x{w} images of "
+            f"{shards[0]}; set input_size to at most {min(h, w)} or null (whole image). "
+            "Configs extend config/config.yaml, whose input_size is 224."
+        )
+
+
 def train_classifier(
     train_shards: list[str],
     val_shards: list[str],
@@ -459,6 +473,7 @@ def train_classifier(
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         torch.cuda.set_device(device)
     spec = recipe.transform_spec()
+    _check_input_size(spec, train_shards)
     in_memory = (
         world == 1
         and spec.augment == "paper"
