@@ -26,6 +26,9 @@ GPU_RULES = {
     "train_classifier",
     "evaluate",
     "clipscore",
+    "generate_cpc",
+    "train_ipc",
+    "evaluate_ipc",
 }
 
 
