@@ -524,7 +524,8 @@ def train_classifier(
         torch.manual_seed(derive_seed(recipe.seed, "epoch", epoch, *([rank] if rank else [])))
         gen = torch.Generator().manual_seed(derive_seed(recipe.seed, "shuffle", epoch))
         model.train()
-        total_loss, seen = 0.0, 0
+        total_loss_t = torch.zeros((), dtype=torch.float64, device=device)
+        seen = 0
         batches = data.epoch(epoch, gen)
         for step, (x_step, y_step, global_len) in enumerate(
             tqdm(
@@ -556,22 +557,29 @@ def train_classifier(
             for i, (x, t) in enumerate(pieces):
                 if device.startswith("cuda"):
                     x = x.contiguous(memory_format=torch.channels_last)
-                sync = i == len(pieces) - 1 or world == 1
-                with net.no_sync() if not sync else nullcontext(), _autocast(device):  # type: ignore[operator]
-                    loss = F.cross_entropy(forward(x), t, label_smoothing=recipe.label_smoothing)
+                last = i == len(pieces) - 1
+                # DDP all-reduces gradients only on the last micro-batch of a step.
+                with nullcontext() if last or world == 1 else net.no_sync():  # type: ignore[operator]
+                    with _autocast(device):
+                        loss = F.cross_entropy(
+                            forward(x), t, label_smoothing=recipe.label_smoothing
+                        )
                     # Mean over the *global* batch; DDP averages ranks, hence * world.
                     (loss * len(x) / global_len * world).backward()
-                total_loss += loss.item() * len(x)
+                # Summed on the device in float64 (= the float sum of .item()s), read once per
+                # epoch: no host sync per step.
+                total_loss_t += loss.detach().double() * len(x)
                 seen += len(x)
             if recipe.grad_clip_norm > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip_norm)
             if on_step is not None:
                 on_step(model)
             opt.step()
+        total_loss = float(total_loss_t)
         if world > 1:
-            t = torch.tensor([total_loss, seen], dtype=torch.float64)
-            dist.all_reduce(t)
-            total_loss, seen = float(t[0]), int(t[1])
+            sums = torch.tensor([total_loss, seen], dtype=torch.float64)
+            dist.all_reduce(sums)
+            total_loss, seen = float(sums[0]), int(sums[1])
         val_loss, val_acc = _validate(model, data, device, spec)
         record = {
             "epoch": epoch + 1,
