@@ -416,13 +416,15 @@ def ipc_figure(
     gens = [g for g in dict.fromkeys(pts.generator) if g != REAL]
     colours = dict(zip(gens, sns.color_palette("husl", max(1, len(gens)))))
     dashes = {"classname": "-", "caption": "--"}
+    context_label = "other generators"
     for (gen, variant), sel in pts.groupby(["generator", "variant"], sort=False):
         if gen == REAL:
             colour, ls, label = "black", "-", "real"
         elif sel.highlight.any():
             colour, ls, label = colours[gen], dashes.get(variant, ":"), f"{gen} {variant}"
-        else:
-            colour, ls, label = CONTEXT_GREY, dashes.get(variant, ":"), None
+        else:  # one legend entry for all grey context lines
+            colour, ls, label = CONTEXT_GREY, dashes.get(variant, ":"), context_label
+            context_label = None
         ax.plot(sel.ipc, sel.top1, ls, marker="o", ms=4, color=colour, label=label)
     if pts.empty:
         _no_data(ax, "no IPC grid (scaling.ipc) in this run")
