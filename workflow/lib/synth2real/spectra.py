@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synth2real.shards import decode_png, read_shard
+from synth2real.shards import atomic_output, decode_png, read_shard
 
 __all__ = [
     "amplitude_spectrum",
@@ -194,5 +194,8 @@ def plot_spectra(
     fig.tight_layout()
     for path in (path_png, path_pdf):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150)
+        fmt = str(path).rsplit(".", 1)[-1]
+        metadata = {"CreationDate": None} if fmt == "pdf" else None
+        with atomic_output(path) as fh:  # a killed job leaves no half-drawn figure
+            fig.savefig(fh, format=fmt, dpi=150, metadata=metadata)
     plt.close(fig)
