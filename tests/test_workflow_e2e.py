@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "tests" / "config" / "e2e.yaml"
@@ -17,10 +18,10 @@ SYNTH = ["ddpm-cfg1-classname", "ddpm-cfg7.5-classname"]
 pytestmark = pytest.mark.slow
 
 
-def snakemake(workdir, *args, check=True):
+def snakemake(workdir, *args, check=True, config=CONFIG):
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(CONFIG), "--cores", "2", *args,
+        "--directory", str(workdir), "--configfile", str(config), "--cores", "2", *args,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1500)
     if check and proc.returncode != 0:
@@ -166,6 +167,22 @@ def test_report_contains_every_figure(run_dir):
     for group in ("Prompt following", "Structure and texture", "Frequency", "Diversity",
                   "Transfer asymmetry", "Generator ddpm-cfg1", "Run"):  # fmt: skip
         assert group in html, group
+
+
+def test_unrelated_config_edits_rerun_only_the_jobs_that_read_them(run_dir, tmp_path):
+    """Params are a rerun trigger, so a job must not receive settings it doesn't read: a new
+    figure option or k for density/coverage must not regenerate shards or retrain models."""
+    cfg = yaml.safe_load(CONFIG.read_text())
+    cfg["figures"]["samples_per_class"] = cfg["figures"].get("samples_per_class", 4) + 1
+    cfg["metrics"]["nearest_k"] = cfg["metrics"].get("nearest_k", 5) + 1
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(cfg))
+    counts = job_counts(snakemake(run_dir, "all", "-n", config=edited).stdout)
+    assert counts.get("sample_grid") == len(SYNTH)
+    assert counts.get("distribution") == len(SYNTH)
+    expensive = {"real_data", "train_generator", "prompts", "generate", "frequency_probe",
+                 "train_classifier", "train_ipc", "evaluate", "extract_features"}  # fmt: skip
+    assert not expensive & set(counts), counts
 
 
 def test_rerun_does_nothing_and_deleted_shard_reruns_alone(run_dir):

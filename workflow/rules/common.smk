@@ -229,6 +229,43 @@ def get_registry_spec(wildcards):
     return GRID.registry[wildcards.generator]
 
 
+# Params are a rerun trigger: Snakemake reruns a job whose params changed since it ran. So a
+# job gets only the settings it reads, never the whole config: with ``config=config`` a new
+# figure option retrained every model and regenerated every shard.
+
+
+def config_subset(*keys):
+    """The named top-level config sections (those present), for a job's params."""
+    return {k: config[k] for k in keys if k in config}
+
+
+def metrics_subset(*keys):
+    """The named ``metrics`` settings (those present), for a job's params."""
+    return {k: v for k, v in config["metrics"].items() if k in keys}
+
+
+def probe_settings(name):
+    """A probe's transform settings, without which architectures read it or whether it is on."""
+    spec = config["probes"][name]
+    return {k: v for k, v in spec.items() if k not in ("archs", "enabled")}
+
+
+def get_probe_transform(wildcards):
+    return config["probes"][wildcards.probe]["transform"]
+
+
+def get_frequency_probe_settings(wildcards):
+    return probe_settings(wildcards.fprobe)
+
+
+def get_depth_probe_settings(wildcards):
+    return probe_settings(wildcards.dprobe)
+
+
+def get_generator_spec_of_synth(wildcards):
+    return GRID.registry[GRID.synthetic[wildcards.synth][0]]
+
+
 def get_split_shards(wildcards):
     return data_shards(wildcards.dataset, wildcards.split)
 
@@ -422,6 +459,10 @@ def cpc_shards(dataset):
         f"{R}/scaling/data/{dataset}/train/shard-{{shard}}.parquet",
         shard=GRID.shard_ids(dataset, "train"),
     )
+
+
+def get_cpc_generator_spec(wildcards):
+    return GRID.registry[CPC[wildcards.synth][0]]
 
 
 def get_cpc_generator_model(wildcards):

@@ -12,7 +12,7 @@ rule evaluate:
     threads: threads_for("evaluate")
     params:
         num_classes=GRID.num_classes,
-        config=config,
+        config=config_subset("device"),
     script:
         "../scripts/evaluate.py"
 

@@ -49,11 +49,10 @@ rule generate:
         "../../envs/t2i.yaml"
     threads: threads_for("generate")
     params:
-        registry=GRID.registry,
-        synthetic=GRID.synthetic,
+        spec=get_generator_spec_of_synth,
         shard_size=config["synthetic"]["shard_size"],
         batch_size=config["synthetic"].get("batch_size", 256),
-        config=config,
+        config=config_subset("data", "device"),
     script:
         "../scripts/generate.py"
 

@@ -13,8 +13,8 @@ rule extract_features:
         "../../envs/torch.yaml"
     threads: threads_for("extract_features")
     params:
-        metrics=config["metrics"],
-        config=config,
+        metrics=metrics_subset("feature_extractor", "clip_model"),
+        config=config_subset("device"),
     script:
         "../scripts/extract_features.py"
 
@@ -90,7 +90,7 @@ rule clipscore:
         "../../envs/torch.yaml"
     threads: threads_for("clipscore")
     params:
-        metrics=config["metrics"],
-        config=config,
+        metrics=metrics_subset("clip_model"),
+        config=config_subset("device"),
     script:
         "../scripts/clipscore.py"

@@ -15,7 +15,7 @@ rule frequency_probe:
     conda:
         "../../envs/torch.yaml"
     params:
-        probes=config["probes"],
+        probe=get_frequency_probe_settings,
     script:
         "../scripts/frequency_probe.py"
 
@@ -34,7 +34,7 @@ rule depth_probe:
         "../../envs/torch.yaml"
     threads: threads_for("depth_probe")
     params:
-        probes=config["probes"],
-        config=config,
+        probe=get_depth_probe_settings,
+        config=config_subset("device"),
     script:
         "../scripts/depth_probe.py"

@@ -9,7 +9,7 @@ rule prompts:
     conda:
         "../../envs/torch.yaml"
     params:
-        config=config,
+        config=config_subset("data", "prompts", "seed"),
         prompt_type=get_prompt_type,
         images_per_class=get_synth_images_per_class,
     script:

@@ -17,7 +17,7 @@ rule cpc_prompts:
     conda:
         "../../envs/torch.yaml"
     params:
-        config=config,
+        config=config_subset("data", "seed"),
         cpc=get_cpc_spec,
     script:
         "../scripts/cpc_prompts.py"
@@ -41,11 +41,10 @@ rule generate_cpc:
         "../../envs/t2i.yaml"
     threads: threads_for("generate")
     params:
-        registry=GRID.registry,
-        synthetic={d: (g, v) for d, (g, v, _, _) in CPC.items()},
+        spec=get_cpc_generator_spec,
         shard_size=config["synthetic"]["shard_size"],
         batch_size=config["synthetic"].get("batch_size", 256),
-        config=config,
+        config=config_subset("data", "device"),
     script:
         "../scripts/generate.py"
 
@@ -92,7 +91,8 @@ rule train_ipc:
         arch_kwargs=get_arch_kwargs,
         num_classes=GRID.num_classes,
         seed=get_ipc_train_seed,
-        config=config,
+        probe_transform=get_probe_transform,
+        config=config_subset("device"),
         checkpoint=f"{R}/scaling/checkpoints/{{dataset}}/ipc{{ipc}}/{{probe}}/{{arch}}.pt",
     script:
         "../scripts/train_classifier.py"
@@ -117,7 +117,7 @@ rule evaluate_ipc:
     threads: threads_for("evaluate")
     params:
         num_classes=GRID.num_classes,
-        config=config,
+        config=config_subset("device"),
     script:
         "../scripts/evaluate.py"
 

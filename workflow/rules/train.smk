@@ -17,7 +17,8 @@ rule train_classifier:
         arch_kwargs=get_arch_kwargs,
         num_classes=GRID.num_classes,
         seed=get_train_seed,
-        config=config,
+        probe_transform=get_probe_transform,
+        config=config_subset("device"),
         checkpoint=f"{R}/checkpoints/{{dataset}}/{{probe}}/{{arch}}.pt",
     script:
         "../scripts/train_classifier.py"

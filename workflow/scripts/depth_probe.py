@@ -8,7 +8,7 @@ script_setup.torch_threads(snakemake)
 from synth2real.depth import depth_maps, load_depth_model  # noqa: E402
 from synth2real.probes import map_shard, map_split  # noqa: E402
 
-spec = snakemake.params.probes[snakemake.wildcards.dprobe]
+spec = snakemake.params.probe
 device = script_setup.device(snakemake.params.config)
 model, processor = load_depth_model(spec["model"], device)
 

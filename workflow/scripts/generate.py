@@ -10,7 +10,7 @@ from synth2real.generation import generate_dataset_shard  # noqa: E402
 wc = snakemake.wildcards
 params = snakemake.params
 stats = generate_dataset_shard(
-    spec=params.registry[params.synthetic[wc.synth][0]],
+    spec=params.spec,
     model=snakemake.input.model,
     prompts=snakemake.input.prompts,
     config=snakemake.params.config,

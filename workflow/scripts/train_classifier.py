@@ -17,7 +17,7 @@ config = snakemake.params.config
 wc = snakemake.wildcards
 recipe, runtime = resolve_recipe(
     snakemake.params.train,
-    probe_transform=config["probes"][wc.probe]["transform"],
+    probe_transform=snakemake.params.probe_transform,
     arch=wc.arch,
     seed=snakemake.params.seed,
     arch_kwargs=snakemake.params.arch_kwargs,
