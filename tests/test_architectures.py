@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from synth2real.architectures import bagnet9, bagnet_receptive_field, build_model, features
+from synth2real.train.architectures import bagnet9, bagnet_receptive_field, build_model, features
 
 
 def patch_support(model, size, channels_last_pos):

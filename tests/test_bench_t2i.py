@@ -15,14 +15,15 @@ import torch
 import yaml
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from synth2real import t2i_bench
-from synth2real.t2i_registry import cfg_factor, load_registry
+from synth2real.registry import cfg_factor, load_registry
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCH = ROOT / "config" / "t2i_architectures"
+ARCH = ROOT / "tools" / "t2i_architectures"
+sys.path.insert(0, str(ROOT / "tools"))
+import t2i_bench  # noqa: E402 (a tool, not part of the library)
 
 #: Headline sizes from the model cards / papers (billions; weights + persistent buffers, i.e.
-#: what the safetensors files hold). The configs in config/t2i_architectures must reproduce them.
+#: what the safetensors files hold). The configs in tools/t2i_architectures must reproduce them.
 PUBLISHED_B = {
     ("sd15", "denoiser"): 0.86,  # SD 1.5 UNet, "860M"
     ("sd21", "denoiser"): 0.865,  # SD 2.1 UNet, "865M"
@@ -137,7 +138,7 @@ def test_bench_script_measures_tiny_models_on_cpu(tiny_arch, tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "workflow" / "scripts" / "bench_t2i_throughput.py"),
+            str(ROOT / "tools" / "bench_t2i_throughput.py"),
             "--registry",
             str(registry),
             "--config-dir",

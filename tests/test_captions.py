@@ -18,7 +18,17 @@ import pandas as pd
 import pytest
 from fake_openai_server import FakeOpenAIServer, FaultPlan, caption_for, image_key
 
-from synth2real.captions import (
+from synth2real.captions.batch import batch_line, split_requests
+from synth2real.captions.core import (
+    INSTRUCTION_PRESETS,
+    backoff_delay,
+    chat_request_body,
+    image_data_url,
+    parse_answer,
+    redact,
+)
+from synth2real.captions.cost import image_tokens, patch_count
+from synth2real.captions.runner import (
     CaptionError,
     CaptionSettings,
     Prices,
@@ -30,17 +40,7 @@ from synth2real.captions import (
     prompt_token_stats,
     read_captions,
 )
-from synth2real.captions_batch import batch_line, split_requests
-from synth2real.captions_core import (
-    INSTRUCTION_PRESETS,
-    backoff_delay,
-    chat_request_body,
-    image_data_url,
-    parse_answer,
-    redact,
-)
-from synth2real.captions_cost import image_tokens, patch_count
-from synth2real.captions_store import CaptionJournal, atomic_write_json
+from synth2real.captions.store import CaptionJournal, atomic_write_json
 from synth2real.shards import encode_png, write_shard
 
 ROOT = Path(__file__).resolve().parents[1]

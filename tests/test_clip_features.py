@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from synth2real.clip_features import (
+from synth2real.metrics.clip import (
     caption_overflow_fraction,
     clip_scores,
     extract_features,
@@ -25,7 +25,7 @@ from synth2real.clip_features import (
     save_features,
     shard_clip_scores,
 )
-from synth2real.distribution import compute_prdc
+from synth2real.metrics.prdc import compute_prdc
 from synth2real.shards import encode_png, write_shard
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from synth2real.depth import depth_maps, load_depth_model, minmax_uint8
-from synth2real.probes import map_shard
+from synth2real.probes.depth import depth_maps, load_depth_model, minmax_uint8
+from synth2real.probes.transform import map_shard
 from synth2real.shards import load_split
 
 

@@ -20,8 +20,8 @@ import pytest
 from sklearn.metrics import pairwise_distances
 
 import synth2real
-from synth2real import distribution
-from synth2real.distribution import _Engine, compute_prdc
+from synth2real.metrics import prdc as distribution
+from synth2real.metrics.prdc import _Engine, compute_prdc
 
 KEYS = ("precision", "recall", "density", "coverage")
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,7 +164,7 @@ def test_bench_script_runs_tiny_and_reports_equal_values(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "workflow" / "scripts" / "bench_prdc.py"),
+            str(ROOT / "tools" / "bench_prdc.py"),
             "--sizes",
             "200",
             "--big",

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from conftest import make_class_images, write_split
 
-from synth2real import paper_figures as pf
-from synth2real.figures import class_grid, pick_samples, results_markdown, table_classes
+from synth2real.figures import paper as pf
+from synth2real.figures.plots import class_grid, pick_samples, results_markdown, table_classes
 
 REGISTRY = {
     "g1": {"display_name": "Gen One", "release_date": "2022-03-01",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from synth2real.frequency import band_mask, filter_float, filter_uint8, radial_frequency
+from synth2real.probes.frequency import band_mask, filter_float, filter_uint8, radial_frequency
 
 
 def sinusoid(size, cycles, amplitude=0.25):

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from synth2real import imagenet
-from synth2real.real_data import write_real_shard
+from synth2real.data import imagenet
+from synth2real.data.real import write_real_shard
 from synth2real.shards import decode_images, read_shard
 
 REPO = Path(__file__).resolve().parent.parent
@@ -217,7 +217,7 @@ def test_errors_val(tmp_path):
 
 
 def test_bench_loader_tiny(tmp_path):
-    script = REPO / "workflow" / "scripts" / "bench_loader.py"
+    script = REPO / "tools" / "bench_loader.py"
     res = subprocess.run(
         [sys.executable, str(script), "--n", "32", "--workers", "0", "--tmp", str(tmp_path)],
         capture_output=True,
@@ -245,7 +245,7 @@ def test_bench_loader_tiny(tmp_path):
 
 @pytest.mark.parametrize("preload", [True, False])
 def test_shard_image_dataset(trees, tmp_path, preload):
-    from synth2real.loader import ShardImageDataset
+    from synth2real.train.loader import ShardImageDataset
 
     data = data_cfg(trees["folders"], tmp_path, image_size=16)
     for shard in range(2):

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from synth2real.loader import (
+from synth2real.shards import load_split
+from synth2real.train.loader import (
     DecodedCacheDataset,
     EpochBatchSampler,
     ShardImageDataset,
     build_decoded_cache,
 )
-from synth2real.shards import load_split
 
 
 def test_decoded_cache_is_built_once_and_equals_the_shards(tiny_splits, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from synth2real.prompts import (
+from synth2real.prompts.tables import (
     PROMPT_COLUMNS,
     PromptError,
     caption_prompts,

@@ -11,7 +11,7 @@ from conftest import make_class_images, write_split
 from test_config import ROOT, load
 
 from synth2real.grid import ConfigError, Grid
-from synth2real.scaling import cpc_prompt_table, first_per_class, write_ipc_subset
+from synth2real.scaling.subsets import cpc_prompt_table, first_per_class, write_ipc_subset
 from synth2real.shards import read_shards
 
 CLASSES = [{"class_id": f"c{i}", "class_name": f"class {i}", "label": i} for i in range(3)]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synth2real.shards import encode_png, write_shard
-from synth2real.spectra import (
+from synth2real.metrics.spectra import (
     amplitude_spectrum,
     dataset_spectrum,
     fit_power_law,
     plot_spectra,
     to_gray,
 )
+from synth2real.shards import encode_png, write_shard
 
 
 def power_law_image(size: int, alpha: float, seed: int) -> np.ndarray:

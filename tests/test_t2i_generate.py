@@ -14,9 +14,8 @@ import pytest
 import torch
 from huggingface_hub import errors as hf_errors
 
-from synth2real import t2i
-from synth2real.shards import decode_images, read_shard
-from synth2real.t2i import (
+from synth2real.generate import pipelines as t2i
+from synth2real.generate.pipelines import (
     WeightsDownloadError,
     download_weights,
     generate_shard,
@@ -24,6 +23,7 @@ from synth2real.t2i import (
     resize_image,
     to_uint8,
 )
+from synth2real.shards import decode_images, read_shard
 
 SPEC = {
     "id": "fake",

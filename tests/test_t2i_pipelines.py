@@ -21,9 +21,9 @@ import pytest
 import t2i_tiny
 import torch
 
+from synth2real.generate.pipelines import generate_shard, load_pipeline
+from synth2real.registry import validate_registry
 from synth2real.shards import REQUIRED_COLUMNS, decode_images, read_shard
-from synth2real.t2i import generate_shard, load_pipeline
-from synth2real.t2i_registry import validate_registry
 
 FAMILIES = list(t2i_tiny.BUILDERS)
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ CHILD = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     import t2i_tiny
-    from synth2real.t2i import generate_shard, load_pipeline
+    from synth2real.generate.pipelines import generate_shard, load_pipeline
 
     weights, out, marker = sys.argv[1:4]
     spec = t2i_tiny.TINY_SPECS["StableDiffusionPipeline"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from synth2real.t2i_registry import (
+from synth2real.registry import (
     RegistryError,
     cfg_factor,
     download_patterns,

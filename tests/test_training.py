@@ -10,15 +10,15 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from synth2real.augment import (
+from synth2real.shards import load_split
+from synth2real.train.augment import (
     SeededTransform,
     TransformSpec,
     cutmix,
     eval_transform,
     train_transform,
 )
-from synth2real.shards import load_split
-from synth2real.training import (
+from synth2real.train.training import (
     Recipe,
     Runtime,
     evaluate,

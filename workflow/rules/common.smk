@@ -101,7 +101,7 @@ def get_distribution_tables(wildcards=None):
 
 
 # Figure name -> (report category, caption). Categories group the report by the paper's
-# questions; the names are the stems synth2real.paper_figures.draw_all writes.
+# questions; the names are the stems synth2real.figures.paper.draw_all writes.
 FIGURES = {
     "release": ("Prompt following", "release.rst"),
     "accuracy": ("Prompt following", "accuracy.rst"),

@@ -14,25 +14,3 @@ rule prompts:
         images_per_class=get_synth_images_per_class,
     script:
         "../scripts/prompts.py"
-
-
-rule captions:
-    """Caption every real train image with an OpenAI(-compatible) model (login node: needs
-    internet; key only from OPENAI_API_KEY). Finished captions are cached and never lost.
-    """
-    input:
-        shards=get_real_train_shards,
-        classes=get_classes_file,
-    output:
-        captions=f"{R}/captions/captions.parquet",
-        failures=f"{R}/captions/failures.csv",
-    log:
-        f"{R}/logs/captions.log",
-    localrule: True
-    conda:
-        "../../envs/captions.yaml"
-    params:
-        captions=config.get("captions", {}),
-        cache_dir="resources/cache/captions",
-    script:
-        "../scripts/caption_images.py"

@@ -1,6 +1,6 @@
 """Caption real training images with an OpenAI(-compatible) vision model (issue 4).
 
-Thin entry point around :mod:`synth2real.captions`: parse arguments (or read them from a
+Thin entry point around :mod:`synth2real.captions.runner`: parse arguments (or read them from a
 Snakemake ``script:`` job), set up logging that redacts the API key, call the library, exit
 non-zero on failure. The API key is read from ``OPENAI_API_KEY`` only.
 
@@ -28,7 +28,8 @@ except ImportError:  # running as a plain script: put the library next to us on 
 
 import yaml
 
-from synth2real.captions import (
+from synth2real.captions.core import RedactingFilter
+from synth2real.captions.runner import (
     CaptionError,
     CaptionSettings,
     caption_images,
@@ -39,11 +40,10 @@ from synth2real.captions import (
     prompt_token_stats,
     read_captions,
 )
-from synth2real.captions_core import RedactingFilter
-from synth2real.captions_store import atomic_write_bytes
+from synth2real.captions.store import atomic_write_bytes
 from synth2real.shards import write_table_atomic
 
-log = logging.getLogger("synth2real.captions")
+log = logging.getLogger("synth2real.captions.runner")
 
 #: Flags that override single settings (flag dest -> settings field).
 OVERRIDES = (

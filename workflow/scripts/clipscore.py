@@ -7,12 +7,12 @@ script_setup.torch_threads(snakemake)
 
 import pandas as pd  # noqa: E402
 
-from synth2real.clip_features import (  # noqa: E402
+from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
+from synth2real.metrics.clip import (  # noqa: E402
     caption_overflow_fraction,
     load_clip,
     shard_clip_scores,
 )
-from synth2real.evaluation import write_csv_atomic  # noqa: E402
 
 metrics = snakemake.params.metrics
 device = script_setup.device(snakemake.params.config)

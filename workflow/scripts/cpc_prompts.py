@@ -4,9 +4,9 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.prompt_plan import class_table  # noqa: E402
-from synth2real.prompts import write_prompt_table  # noqa: E402
-from synth2real.scaling import cpc_prompt_table  # noqa: E402
+from synth2real.prompts.plan import class_table  # noqa: E402
+from synth2real.prompts.tables import write_prompt_table  # noqa: E402
+from synth2real.scaling.subsets import cpc_prompt_table  # noqa: E402
 
 cfg = snakemake.params.config
 table = cpc_prompt_table(

@@ -5,8 +5,8 @@ import script_setup
 log = script_setup.init(snakemake)
 script_setup.torch_threads(snakemake)
 
-from synth2real.depth import depth_maps, load_depth_model  # noqa: E402
-from synth2real.probes import map_shard, map_split  # noqa: E402
+from synth2real.probes.depth import depth_maps, load_depth_model  # noqa: E402
+from synth2real.probes.transform import map_shard, map_split  # noqa: E402
 
 spec = snakemake.params.probe
 device = script_setup.device(snakemake.params.config)

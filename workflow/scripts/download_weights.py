@@ -6,7 +6,7 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.t2i import download_weights  # noqa: E402
+from synth2real.generate.pipelines import download_weights  # noqa: E402
 
 path = download_weights(snakemake.params.spec, Path(snakemake.output[0]).parent)
 log.info("weights in %s", path)

@@ -5,7 +5,7 @@ import script_setup
 log = script_setup.init(snakemake)
 script_setup.torch_threads(snakemake)
 
-from synth2real.evaluation import evaluate_to_csv  # noqa: E402
+from synth2real.evaluate.evaluation import evaluate_to_csv  # noqa: E402
 
 wc = snakemake.wildcards
 row = evaluate_to_csv(

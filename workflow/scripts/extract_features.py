@@ -5,7 +5,7 @@ import script_setup
 log = script_setup.init(snakemake)
 script_setup.torch_threads(snakemake)
 
-from synth2real.features import classifier_features, save_features  # noqa: E402
+from synth2real.metrics.features import classifier_features, save_features  # noqa: E402
 
 metrics = snakemake.params.metrics
 device = script_setup.device(snakemake.params.config)
@@ -13,7 +13,7 @@ shards = list(snakemake.input.shards)
 if metrics["feature_extractor"] == "classifier":
     feats, labels = classifier_features(snakemake.input.model, shards, device)
 else:
-    from synth2real.clip_features import extract_features, load_clip
+    from synth2real.metrics.clip import extract_features, load_clip
 
     bundle = load_clip(metrics.get("clip_model", "openai/clip-vit-large-patch14"), device)
     feats, labels = extract_features(bundle, shards)

@@ -8,7 +8,7 @@ from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
-from synth2real import paper_figures as pf  # noqa: E402
+from synth2real.figures import paper as pf  # noqa: E402
 
 p = snakemake.params
 inp = snakemake.input

@@ -4,7 +4,7 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.probes import frequency_probe, map_split  # noqa: E402
+from synth2real.probes.transform import frequency_probe, map_split  # noqa: E402
 
 name = snakemake.wildcards.fprobe
 spec = snakemake.params.probe

@@ -5,7 +5,7 @@ import script_setup
 log = script_setup.init(snakemake)
 script_setup.torch_threads(snakemake)
 
-from synth2real.generation import generate_dataset_shard  # noqa: E402
+from synth2real.generate.shard import generate_dataset_shard  # noqa: E402
 
 wc = snakemake.wildcards
 params = snakemake.params

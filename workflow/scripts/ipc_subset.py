@@ -4,7 +4,7 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.scaling import write_ipc_subset  # noqa: E402
+from synth2real.scaling.subsets import write_ipc_subset  # noqa: E402
 
 outs = write_ipc_subset(
     list(snakemake.input),

@@ -4,8 +4,8 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.prompt_plan import build_prompt_table  # noqa: E402
-from synth2real.prompts import write_prompt_table  # noqa: E402
+from synth2real.prompts.plan import build_prompt_table  # noqa: E402
+from synth2real.prompts.tables import write_prompt_table  # noqa: E402
 
 wc = snakemake.wildcards
 table = build_prompt_table(

@@ -4,7 +4,7 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real import real_data  # noqa: E402
+from synth2real.data import real as real_data  # noqa: E402
 
 data = snakemake.params.data
 real_data.write_real_shard(

@@ -6,8 +6,8 @@ log = script_setup.init(snakemake)
 
 import pandas as pd  # noqa: E402
 
-from synth2real import paper_figures as pf  # noqa: E402
-from synth2real.figures import results_markdown  # noqa: E402
+from synth2real.figures import paper as pf  # noqa: E402
+from synth2real.figures.plots import results_markdown  # noqa: E402
 from synth2real.shards import atomic_output  # noqa: E402
 
 p = snakemake.params

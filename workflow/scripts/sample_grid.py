@@ -4,8 +4,8 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.figures import sample_grid  # noqa: E402
-from synth2real.prompt_plan import class_table  # noqa: E402
+from synth2real.figures.plots import sample_grid  # noqa: E402
+from synth2real.prompts.plan import class_table  # noqa: E402
 from synth2real.shards import load_split  # noqa: E402
 
 cfg = snakemake.params.config

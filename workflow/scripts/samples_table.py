@@ -4,9 +4,9 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.figures import class_grid, pick_samples, table_classes  # noqa: E402
-from synth2real.paper_figures import table_rows  # noqa: E402
-from synth2real.prompt_plan import class_table  # noqa: E402
+from synth2real.figures.paper import table_rows  # noqa: E402
+from synth2real.figures.plots import class_grid, pick_samples, table_classes  # noqa: E402
+from synth2real.prompts.plan import class_table  # noqa: E402
 
 cfg = snakemake.params.config
 sources = snakemake.params.sources

@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 LIB = Path(__file__).resolve().parent.parent / "lib"
-if str(LIB) not in sys.path:
-    sys.path.insert(0, str(LIB))
+# First on the path, always: a job runs the library beside its Snakefile, never another
+# checkout's copy that an editable install or Snakemake's inherited search path may list.
+if str(LIB) in sys.path:
+    sys.path.remove(str(LIB))
+sys.path.insert(0, str(LIB))
 
 
 def init(snakemake: Any) -> logging.Logger:

@@ -7,7 +7,7 @@ script_setup.torch_threads(snakemake)
 
 import torch  # noqa: E402
 
-from synth2real.training import (  # noqa: E402
+from synth2real.train.training import (  # noqa: E402
     launch_distributed,
     resolve_recipe,
     train_classifier,

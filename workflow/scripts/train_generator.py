@@ -5,7 +5,7 @@ import script_setup
 log = script_setup.init(snakemake)
 script_setup.torch_threads(snakemake)
 
-from synth2real.ddpm_digits import train_from_shards  # noqa: E402
+from synth2real.generate.digits_ddpm import train_from_shards  # noqa: E402
 
 info = train_from_shards(
     list(snakemake.input),

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # ``synth2real.compute_prdc`` is a public entry point other tools call by that name.
     if name == "compute_prdc":
-        from synth2real.distribution import compute_prdc
+        from synth2real.metrics.prdc import compute_prdc
 
         return compute_prdc
     raise AttributeError(f"module 'synth2real' has no attribute {name!r}")

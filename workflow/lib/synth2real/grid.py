@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synth2real.t2i_registry import load_registry
+from synth2real.registry import load_registry
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 REAL = "real"

@@ -1,0 +1,275 @@
+"""The paper's real data: a class subset of a local ILSVRC2012 folder, written as shards.
+
+Accepted layout of ``data.imagenet_root``::
+
+    <root>/train/<wnid>/*.JPEG              the official train set, one folder per class
+    <root>/val/<wnid>/*.JPEG                the official val set in class folders, or
+    <root>/val/*.JPEG + a ground-truth file the official val set flat, labelled by one of:
+        LOC_val_solution.csv   Kaggle's file: ``ImageId,PredictionString``; the wnid is the
+                               first token of PredictionString
+        val_labels.txt         ``<filename> <wnid>`` per line (space or tab; more columns,
+        val_annotations.txt    e.g. boxes, are ignored)
+
+The ground-truth file is looked for in ``<root>/val``, ``<root>`` and up to three parent folders
+(Kaggle puts ``LOC_val_solution.csv`` three levels above ``ILSVRC/Data/CLS-LOC``). The devkit's
+``ILSVRC2012_validation_ground_truth.txt`` is *not* accepted: it holds integer ids whose mapping
+to wnids lives in ``meta.mat``; convert it to ``val_labels.txt`` once instead.
+
+Splits, all per class of ``data.classes`` (label = row order of the TSV):
+
+- ``train``: ``data.splits.train`` images drawn by seed from ``train/<wnid>``;
+- ``val``: ``data.splits.val`` images drawn from the *remaining* train images, so the model
+  selection split is disjoint from train yet comes from the same distribution;
+- ``test``: ``data.splits.test`` images from the official val set (all of them if exactly that
+  many, else drawn by seed), because the official val set is the held-out real test set.
+
+The selection is computed from directory listings only, so every shard job can recompute it in
+well under a second instead of decoding 130k images; only the shard's own rows are decoded.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from synth2real.grid import SPLITS, read_classes
+from synth2real.seeding import rng
+from synth2real.shards import chunk_rows, encode_png, write_shard
+
+#: File suffixes read as images (case-insensitive): ILSVRC uses ``.JPEG``.
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpeg", ".jpg", ".png")
+#: Ground-truth files accepted for a flat ``val/`` folder, in the order they are tried.
+GROUND_TRUTH_FILES: tuple[str, ...] = (
+    "LOC_val_solution.csv",
+    "val_labels.txt",
+    "val_annotations.txt",
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One selected image: where it is (relative to the root) and its class."""
+
+    source_id: str
+    label: int
+    wnid: str
+
+
+def list_images(folder: Path) -> list[str]:
+    """Sorted image file names in ``folder`` (no decoding, no recursion)."""
+    return sorted(
+        name
+        for name in os.listdir(folder)
+        if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
+    )
+
+
+def _check_root(root: Path) -> None:
+    if not root.is_dir():
+        raise ValueError(
+            f"data.imagenet_root: {root} does not exist; set it to your ILSVRC2012 folder "
+            "(the one holding train/ and val/)"
+        )
+    for sub in ("train", "val"):
+        if not (root / sub).is_dir():
+            raise ValueError(
+                f"data.imagenet_root: {root / sub} is missing; the root must hold train/<wnid>/ "
+                "and val/ (class folders, or flat images plus a ground-truth file)"
+            )
+
+
+def find_ground_truth(root: Path) -> Path | None:
+    """The first accepted ground-truth file in root/val, root, or up to 3 parents of root."""
+    places = [root / "val", root, *list(root.resolve().parents)[:3]]
+    for place in places:
+        for name in GROUND_TRUTH_FILES:
+            if (place / name).is_file():
+                return place / name
+    return None
+
+
+def read_ground_truth(path: Path) -> dict[str, str]:
+    """Map image stem (file name without suffix) -> wnid from an accepted ground-truth file.
+
+    Keys are stems because Kaggle's CSV names images without ``.JPEG`` while text files
+    usually include it.
+    """
+    labels: dict[str, str] = {}
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"ImageId", "PredictionString"} <= set(
+                reader.fieldnames
+            ):
+                raise ValueError(f"{path}: expected a CSV with columns ImageId,PredictionString")
+            for rec in reader:
+                tokens = rec["PredictionString"].split()
+                if tokens:
+                    labels[Path(rec["ImageId"]).stem] = tokens[0]
+    else:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                tokens = line.split()
+                if not tokens:
+                    continue
+                if len(tokens) < 2:
+                    raise ValueError(f"{path}:{lineno}: expected '<filename> <wnid>', got {line!r}")
+                labels[Path(tokens[0]).stem] = tokens[1]
+    if not labels:
+        raise ValueError(f"{path}: no labels found")
+    return labels
+
+
+def val_files(root: Path, wnids: Sequence[str]) -> dict[str, list[str]]:
+    """Per wnid, sorted paths (relative to root) of its official val images."""
+    val = root / "val"
+    with os.scandir(val) as entries:
+        has_class_dirs = any(entry.is_dir() for entry in entries)
+    out: dict[str, list[str]] = {}
+    if has_class_dirs:
+        for wnid in wnids:
+            folder = val / wnid
+            if not folder.is_dir():
+                raise ValueError(
+                    f"{folder} is missing: val/ is in class folders, so every class of "
+                    "data.classes needs one (or use a flat val/ with a ground-truth file)"
+                )
+            out[wnid] = [f"val/{wnid}/{name}" for name in list_images(folder)]
+        return out
+    gt_path = find_ground_truth(root)
+    if gt_path is None:
+        raise ValueError(
+            f"{val} is flat but no ground-truth file was found in {val}, {root} or its "
+            f"parents; provide one of {', '.join(GROUND_TRUTH_FILES)} (see imagenet.py)"
+        )
+    gt = read_ground_truth(gt_path)
+    wanted = set(wnids)
+    out = {wnid: [] for wnid in wnids}
+    for name in list_images(val):
+        stem = Path(name).stem
+        if stem not in gt:
+            raise ValueError(
+                f"{val / name} has no label in {gt_path}; is it the ground truth of this val set?"
+            )
+        if gt[stem] in wanted:
+            out[gt[stem]].append(f"val/{name}")
+    return out
+
+
+def select_rows(
+    root: str | os.PathLike[str],
+    wnids: Sequence[str],
+    per_class: Mapping[str, int],
+    seed: int,
+) -> dict[str, list[Row]]:
+    """All rows of the three splits, class-major, from directory listings alone.
+
+    Within a class, rows are sorted by path, so a shard's content depends only on
+    (root listing, classes, split sizes, seed) and never on filesystem order.
+    """
+    root = Path(root)
+    _check_root(root)
+    n_train, n_val, n_test = (int(per_class[s]) for s in ("train", "val", "test"))
+    rows: dict[str, list[Row]] = {s: [] for s in SPLITS}
+    for label, wnid in enumerate(wnids):
+        folder = root / "train" / wnid
+        if not folder.is_dir():
+            raise ValueError(
+                f"{folder} is missing: class {wnid} of data.classes has no train folder; "
+                "fix the root or drop the class from the classes TSV"
+            )
+        files = list_images(folder)
+        if len(files) < n_train + n_val:
+            raise ValueError(
+                f"{folder} has {len(files)} images but train+val need {n_train + n_val} "
+                f"({n_train}+{n_val}); lower data.splits or drop class {wnid}"
+            )
+        perm = rng(seed, "imagenet-split", wnid).permutation(len(files))
+        picks = {
+            "train": sorted(files[i] for i in perm[:n_train]),
+            "val": sorted(files[i] for i in perm[n_train : n_train + n_val]),
+        }
+        for split, names in picks.items():
+            rows[split] += [Row(f"train/{wnid}/{n}", label, wnid) for n in names]
+    tests = val_files(root, wnids)
+    for label, wnid in enumerate(wnids):
+        test = tests[wnid]
+        if len(test) < n_test:
+            raise ValueError(
+                f"the official val set has {len(test)} images of class {wnid} but "
+                f"data.splits.test needs {n_test}; check val/ and its ground truth"
+            )
+        if len(test) > n_test:
+            keep = rng(seed, "imagenet-test", wnid).choice(len(test), n_test, replace=False)
+            test = [test[i] for i in sorted(keep)]
+        rows["test"] += [Row(p, label, wnid) for p in test]
+    return rows
+
+
+def load_square(path: str | os.PathLike[str], size: int) -> np.ndarray:
+    """Decode an image, resize its short side to ``size``, centre-crop to size x size RGB.
+
+    Resampling is PIL BICUBIC, antialiased (PIL widens the kernel when downscaling), with no
+    ``reducing_gap``: ILSVRC images are ~500x375, so going to 256 is a < 2x reduction where
+    the two-step shortcut saves nothing, and exact resampling keeps pixels independent of an
+    approximation. Bicubic also matches the official code's ``InterpolationMode.BICUBIC``.
+    The centre crop makes every image the same shape, so a split's images stack into one
+    array and batch without padding; the short-side resize keeps the aspect ratio.
+    """
+    with Image.open(path) as im:
+        im = im.convert("RGB")  # ILSVRC holds a few greyscale and CMYK JPEGs
+        w, h = im.size
+        if w <= h:
+            new = (size, max(size, round(h * size / w)))
+        else:
+            new = (max(size, round(w * size / h)), size)
+        if new != (w, h):
+            im = im.resize(new, Image.Resampling.BICUBIC)
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        return np.asarray(im.crop((left, top, left + size, top + size)))
+
+
+def write_imagenet_shard(
+    data: Mapping[str, Any],
+    split: str,
+    shard: int,
+    n_shards: int,
+    seed: int,
+    out: str | os.PathLike[str],
+) -> None:
+    """Write shard ``shard`` of ``n_shards`` of the real ImageNet-subset ``split``.
+
+    Same signature as :func:`synth2real.data.real.write_real_shard`. ``data.classes`` is read
+    relative to the working directory (the workflow's root), like the Grid does.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = data.get("imagenet_root")
+    if not root:
+        raise ValueError("data.imagenet_root is not set; point it at your ILSVRC2012 folder")
+    wnids = [row["wnid"] for row in read_classes(data["classes"])]
+    rows = select_rows(root, wnids, data["splits"], seed)[split]
+    ranges = list(chunk_rows(len(rows), n_shards))
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} is out of range for {n_shards} shards")
+    start, stop = ranges[shard]
+    part = rows[start:stop]
+    size = int(data["image_size"])
+    write_shard(
+        {
+            "image": [encode_png(load_square(Path(root) / r.source_id, size)) for r in part],
+            "label": [r.label for r in part],
+            "class_id": [r.wnid for r in part],
+            "prompt": [""] * len(part),
+            "seed": [seed] * len(part),
+            "source_id": [r.source_id for r in part],
+        },
+        out,
+    )

@@ -1,0 +1,579 @@
+"""The paper's figures from the workflow's own tables (seaborn; PNG + PDF + CSV sidecar).
+
+Each figure function writes ``<stem>.png``, ``<stem>.pdf`` and ``<stem>.csv``. The CSV holds
+exactly the points drawn, so a test (or a reader) can check a figure without parsing pixels.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
+from synth2real.grid import REAL  # noqa: E402
+from synth2real.shards import atomic_output  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="paper")
+
+
+def save_figure(fig: plt.Figure, points: pd.DataFrame, stem: str | os.PathLike[str]) -> None:
+    """Write PNG, PDF (each via temp + rename) and the CSV sidecar of plotted points."""
+    # Not Path.with_suffix: dataset ids such as "ddpm-cfg7.5-classname" contain dots.
+    stem = str(stem)
+    Path(stem).parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "pdf"):
+        metadata = {"CreationDate": None} if ext == "pdf" else None
+        with atomic_output(f"{stem}.{ext}") as fh:
+            fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight", metadata=metadata)
+    plt.close(fig)
+    write_csv_atomic(points, f"{stem}.csv")
+
+
+def _label(dataset: str, names: Mapping[str, str]) -> str:
+    return names.get(dataset, dataset)
+
+
+#: Colour of context points: other generators on one generator's page.
+CONTEXT_GREY = "0.78"
+
+
+def _is_highlight(generators: pd.Series, highlight: str | None) -> pd.Series:
+    """Which points are drawn in colour: all of them, or only ``highlight``'s."""
+    if highlight is None:
+        return pd.Series(True, index=generators.index, dtype=bool)
+    return (generators == highlight).astype(bool)
+
+
+def _scatter(
+    ax: plt.Axes, pts: pd.DataFrame, x: str, y: str, hue: str, style: str | None = None
+) -> None:
+    """Highlighted points in colour (seaborn hue/style), the others as grey context behind."""
+    ctx, main = pts[~pts.highlight], pts[pts.highlight]
+    if len(ctx):
+        ax.scatter(ctx[x], ctx[y], color=CONTEXT_GREY, s=35, zorder=1, label="other generators")
+    if len(main):
+        sns.scatterplot(data=main, x=x, y=y, hue=hue, style=style, s=70, ax=ax, zorder=2)
+    if len(pts):
+        ax.legend(fontsize=7)
+
+
+def _no_data(ax: plt.Axes, why: str) -> None:
+    """Say on the figure why it is empty (e.g. the demo has no GenEval scores)."""
+    ax.text(0.5, 0.5, why, ha="center", va="center", transform=ax.transAxes, fontsize=8)
+
+
+def probe_panel(spec: Mapping[str, Any]) -> str:
+    """Which Fig. 4 panel a probe belongs to: frequency bands or structure/texture."""
+    return "frequency" if spec["transform"] in ("lowpass", "highpass") else "structure/texture"
+
+
+def synth_to_real(results: pd.DataFrame, probe: str, arch: str) -> pd.DataFrame:
+    """Synth->Real rows of one probe/arch (train on synthetic, test on real)."""
+    sel = results[
+        (results.direction == "synth->real") & (results.probe == probe) & (results.arch == arch)
+    ]
+    return sel[["train_dataset", "generator", "prompt_type", "top1"]].reset_index(drop=True)
+
+
+def real_baseline(results: pd.DataFrame, probe: str, arch: str) -> float:
+    sel = results[(results.direction == "real") & (results.probe == probe) & (results.arch == arch)]
+    if sel.empty:
+        raise ValueError(f"no real baseline for probe={probe} arch={arch}")
+    return float(sel.top1.iloc[0])
+
+
+def accuracy_figure(
+    results: pd.DataFrame,
+    order: Sequence[str],
+    arch: str,
+    stem: str | os.PathLike[str],
+    names: Mapping[str, str],
+    highlight: str | None = None,
+) -> pd.DataFrame:
+    """Fig. 1 by generator: accuracy on real test per generator, real baseline as a line.
+
+    With ``highlight`` (a generator id) that generator's column is shaded, so its page shows
+    where it sits among the others.
+    """
+    pts = synth_to_real(results, "rgb", arch)
+    pts["order"] = pts.generator.map({g: i for i, g in enumerate(order)})
+    pts = pts.sort_values(["order", "prompt_type"]).drop(columns="order").reset_index(drop=True)
+    pts["label"] = pts.generator.map(lambda g: names.get(g, g))
+    base = real_baseline(results, "rgb", arch)
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(order) + 2), 3.2))
+    sns.pointplot(
+        data=pts, x="label", y="top1", hue="prompt_type", linestyles="-", ax=ax, markers="o"
+    )
+    ax.axhline(base, color="black", ls="--", lw=1, label=f"real baseline ({base:.3f})")
+    ax.set(
+        xlabel="generator",
+        ylabel="top-1 on real test",
+        ylim=(0, 1.02),
+        title=f"Synth→Real ({arch}, rgb)",
+    )
+    ax.tick_params(axis="x", rotation=30)
+    if highlight is not None and highlight in set(pts.generator):
+        pos = list(dict.fromkeys(pts.label)).index(names.get(highlight, highlight))
+        ax.axvspan(pos - 0.4, pos + 0.4, color="gold", alpha=0.3, zorder=0)
+    ax.legend(fontsize=7)
+    pts["real_baseline"] = base
+    pts["highlight"] = _is_highlight(pts.generator, highlight)
+    save_figure(fig, pts, stem)
+    return pts
+
+
+def probes_figure(
+    results: pd.DataFrame,
+    probes: Mapping[str, Mapping[str, Any]],
+    reference_arch: str,
+    stem: str | os.PathLike[str],
+    highlight: str | None = None,
+    panels: Sequence[str] = ("structure/texture", "frequency"),
+) -> pd.DataFrame:
+    """Fig. 4: each probe's Synth->Real accuracy against the rgb accuracy of the same dataset.
+
+    Left panel structure (depth) and texture (BagNet), right panel the frequency bands, as in
+    the paper; ``panels`` picks which to draw (the Frequency report group shows only the right).
+    """
+    rgb = synth_to_real(results, "rgb", reference_arch).set_index("train_dataset").top1
+    rows = []
+    for probe, spec in probes.items():
+        if probe == "rgb" or probe_panel(spec) not in panels:
+            continue
+        for arch in spec["archs"]:
+            for r in synth_to_real(results, probe, arch).itertuples():
+                rows.append(
+                    {
+                        "train_dataset": r.train_dataset,
+                        "probe": probe,
+                        "arch": arch,
+                        "rgb_top1": float(rgb[r.train_dataset]),
+                        "probe_top1": r.top1,
+                        "generator": r.generator,
+                        "prompt_type": r.prompt_type,
+                        "panel": probe_panel(spec),
+                    }
+                )
+    columns = ["train_dataset", "probe", "arch", "rgb_top1", "probe_top1"]
+    pts = pd.DataFrame(rows, columns=[*columns, "generator", "prompt_type", "panel"])
+    pts["highlight"] = _is_highlight(pts.generator, highlight)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        sel = pts[pts.panel == panel]
+        _scatter(ax, sel, "rgb_top1", "probe_top1", hue="probe", style="prompt_type")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        ax.set(xlabel=f"rgb top-1 ({reference_arch})", ylabel="probe top-1")
+        ax.set(xlim=(0, 1.02), ylim=(0, 1.02), title=f"{panel} vs RGB (Synth→Real)")
+        if sel.empty:
+            _no_data(ax, f"no {panel} probe in this run")
+    save_figure(fig, pts, stem)
+    return pts
+
+
+def density_coverage_figure(
+    results: pd.DataFrame,
+    distribution: pd.DataFrame,
+    arch: str,
+    stem: str | os.PathLike[str],
+    highlight: str | None = None,
+) -> pd.DataFrame:
+    """Fig. 5: density against coverage per synthetic dataset, coloured by Synth->Real top-1.
+
+    With ``highlight``, other generators are grey and unlabelled: colour would compete with the
+    accuracy colour scale.
+    """
+    s2r = synth_to_real(results, "rgb", arch).set_index("train_dataset")
+    pts = distribution[["dataset", "density", "coverage"]].copy()
+    pts["top1"] = pts.dataset.map(s2r.top1)
+    pts["generator"] = pts.dataset.map(s2r.generator)
+    pts["prompt_type"] = pts.dataset.map(s2r.prompt_type)
+    pts["highlight"] = _is_highlight(pts.generator, highlight)
+    fig, ax = plt.subplots(figsize=(4.4, 3.6))
+    ctx, main = pts[~pts.highlight], pts[pts.highlight]
+    ax.scatter(ctx.density, ctx.coverage, color=CONTEXT_GREY, s=40, label="other generators")
+    sc = ax.scatter(
+        main.density,
+        main.coverage,
+        c=main.top1,
+        cmap="viridis",
+        vmin=pts.top1.min() if len(pts) else 0,
+        vmax=pts.top1.max() if len(pts) else 1,
+        s=70,
+        edgecolor="k",
+    )
+    for r in main.itertuples():
+        ax.annotate(
+            r.dataset,
+            (r.density, r.coverage),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    fig.colorbar(sc, ax=ax, label="Synth→Real top-1")
+    ax.set(xlabel="density", ylabel="coverage", title="Fidelity vs diversity")
+    save_figure(fig, pts, stem)
+    return pts
+
+
+def transfer_figure(
+    results: pd.DataFrame,
+    arch: str,
+    stem: str | os.PathLike[str],
+    highlight: str | None = None,
+) -> pd.DataFrame:
+    """Fig. 6: Real->Synth (real-trained model on synthetic test) against Synth->Real."""
+    s2r = synth_to_real(results, "rgb", arch).set_index("train_dataset").top1
+    r2s = results[
+        (results.direction == "real->synth") & (results.probe == "rgb") & (results.arch == arch)
+    ]
+    pts = pd.DataFrame({"dataset": r2s.test_dataset.values, "real_to_synth": r2s.top1.values})
+    pts["synth_to_real"] = pts.dataset.map(s2r)
+    pts["generator"] = r2s.generator.values
+    pts["prompt_type"] = r2s.prompt_type.values
+    pts["highlight"] = _is_highlight(pts.generator, highlight)
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    _scatter(ax, pts, "real_to_synth", "synth_to_real", hue="dataset")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="Real→Synth top-1", ylabel="Synth→Real top-1", xlim=(0, 1.02), ylim=(0, 1.02))
+    ax.set_title(f"Transfer asymmetry ({arch}, rgb)")
+    ax.legend(fontsize=7)
+    save_figure(fig, pts, stem)
+    return pts
+
+
+def sample_grid(
+    real: tuple[np.ndarray, np.ndarray],
+    synth: tuple[np.ndarray, np.ndarray],
+    class_names: Sequence[str],
+    per_class: int,
+    title: str,
+    stem: str | os.PathLike[str],
+) -> pd.DataFrame:
+    """Real samples (left) beside a generator's samples (right): a column per class."""
+    n_cls = len(class_names)
+    fig, axes = plt.subplots(
+        per_class, 2 * n_cls, figsize=(0.6 * 2 * n_cls + 0.5, 0.6 * per_class + 0.6)
+    )
+    axes = np.atleast_2d(axes)
+    rows = []
+    for side, (images, labels), name in ((0, real, REAL), (1, synth, title)):
+        for c in range(n_cls):
+            idx = np.flatnonzero(labels == c)[:per_class]
+            for k in range(per_class):
+                ax = axes[k, side * n_cls + c]
+                ax.axis("off")
+                if k < len(idx):
+                    ax.imshow(images[idx[k]])
+                    rows.append({"source": name, "class": class_names[c], "index": int(idx[k])})
+                if k == 0:
+                    ax.set_title(class_names[c], fontsize=6)
+    fig.suptitle(f"real (left)  |  {title} (right)", fontsize=9)
+    pts = pd.DataFrame(rows)
+    save_figure(fig, pts, stem)
+    return pts
+
+
+# --------------------------------------------------------------------------- Fig. 1 by date
+def release_figure(
+    results: pd.DataFrame,
+    registry: Mapping[str, Mapping[str, Any]],
+    arch: str,
+    stem: str | os.PathLike[str],
+    highlight: str | None = None,
+) -> pd.DataFrame:
+    """Fig. 1: Synth->Real top-1 against the generator's release date, real baseline dashed.
+
+    The paper's claim is a trend over time, so the x-axis is the date itself. A registry
+    without dates (the demo's DDPM) falls back to registry order, said on the axis.
+    """
+    pts = synth_to_real(results, "rgb", arch)
+    pts["label"] = [registry.get(g, {}).get("display_name", g) for g in pts.generator]
+    pts["release_date"] = [registry.get(g, {}).get("release_date") for g in pts.generator]
+    dated = len(pts) > 0 and pts.release_date.notna().all()
+    order = {g: i for i, g in enumerate(registry)}
+    if dated:
+        pts["x"] = pd.to_datetime(pts.release_date)
+    else:
+        pts["x"] = pts.generator.map(order).astype(float)
+    pts = pts.sort_values(["x", "generator", "prompt_type"], ignore_index=True)
+    base = real_baseline(results, "rgb", arch)
+    pts["real_baseline"] = base
+    pts["highlight"] = _is_highlight(pts.generator, highlight)
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    palette = dict(zip(sorted(set(pts.prompt_type)), sns.color_palette()))
+    for ptype, sel in pts.groupby("prompt_type", sort=True):
+        ax.plot(sel.x, sel.top1, "-", color=palette[ptype], alpha=0.5, lw=1)
+        main = sel[sel.highlight]
+        ax.scatter(main.x, main.top1, color=palette[ptype], s=45, zorder=3, label=ptype)
+        ctx = sel[~sel.highlight]
+        ax.scatter(ctx.x, ctx.top1, color=CONTEXT_GREY, s=30, zorder=2)
+    if dated:  # undated points are named by their ticks instead
+        for r in pts[pts.highlight].drop_duplicates("generator").itertuples():
+            ax.annotate(
+                r.label, (r.x, r.top1), fontsize=6, xytext=(3, 3), textcoords="offset points"
+            )
+    ax.axhline(base, color="black", ls="--", lw=1, label=f"real baseline ({base:.3f})")
+    xlabel = "release date" if dated else "generator (registry order; no release dates)"
+    if not dated and len(pts):
+        ticks = pts.drop_duplicates("generator")
+        ax.set_xticks(ticks.x, ticks.label, rotation=30, fontsize=7)
+    ax.set(xlabel=xlabel, ylabel="top-1 on real test", ylim=(0, 1.02))
+    ax.set_title(f"Synth→Real over time ({arch}, rgb)")
+    ax.legend(fontsize=7)
+    pts = pts.drop(columns="x")
+    save_figure(fig, pts, stem)
+    return pts
+
+
+# --------------------------------------------------------------------------- Fig. 3
+def geneval_table(registry: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """GenEval score and its source per generator (registry ``geneval``; None = not published)."""
+    rows = [
+        {"generator": g, "x": s["geneval"]["score"], "x_source": s["geneval"]["source"]}
+        for g, s in registry.items()
+        if s.get("geneval")
+    ]
+    return pd.DataFrame(rows, columns=["generator", "x", "x_source"])
+
+
+def clipscore_table(
+    clipscore: pd.DataFrame, synthetic: Mapping[str, tuple[str, str]]
+) -> pd.DataFrame:
+    """CLIPScore per generator, from its caption dataset (as the paper computes it)."""
+    rows = [
+        {"generator": synthetic[d][0], "x": float(v), "x_source": f"clipscore of {d}"}
+        for d, v in zip(clipscore.get("dataset", []), clipscore.get("clipscore", []))
+        if d in synthetic and synthetic[d][1] == "caption"
+    ]
+    return pd.DataFrame(rows, columns=["generator", "x", "x_source"])
+
+
+def alignment_figure(
+    results: pd.DataFrame,
+    scores: pd.DataFrame,
+    metric: str,
+    archs: Sequence[str],
+    stem: str | os.PathLike[str],
+    highlight: str | None = None,
+) -> pd.DataFrame:
+    """Fig. 3: Synth->Real top-1 against a prompt-following score, one panel per architecture.
+
+    ``scores`` has one row per generator (``generator, x, x_source``); both prompt types of a
+    generator sit at its score. The real baseline of each architecture is a dashed line.
+    """
+    rows = []
+    for arch in archs:
+        try:
+            base = real_baseline(results, "rgb", arch)
+        except ValueError:
+            base = float("nan")
+        pts = synth_to_real(results, "rgb", arch).merge(scores, on="generator", how="inner")
+        pts["arch"] = arch
+        pts["real_baseline"] = base
+        rows.append(pts)
+    cols = ["train_dataset", "generator", "prompt_type", "arch", "x", "x_source", "top1"]
+    pts = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
+    pts = pts[[*cols, "real_baseline"]].rename(
+        columns={"x": metric, "x_source": f"{metric}_source"}
+    )
+    pts["highlight"] = _is_highlight(pts.generator, highlight)
+    fig, axes = plt.subplots(1, len(archs), figsize=(3.3 * len(archs), 3.2), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        sel = pts[pts.arch == arch]
+        _scatter(ax, sel, metric, "top1", hue="prompt_type")
+        if len(sel) and np.isfinite(sel.real_baseline.iloc[0]):
+            ax.axhline(sel.real_baseline.iloc[0], color="black", ls="--", lw=1)
+        if sel.empty:
+            _no_data(ax, f"no {metric} scores for this run's generators")
+        ax.set(xlabel=metric, ylabel="top-1 on real test", ylim=(0, 1.02), title=arch)
+    save_figure(fig, pts, stem)
+    return pts
+
+
+# --------------------------------------------------------------------------- Fig. 7
+def ipc_figure(
+    ipc: pd.DataFrame, stem: str | os.PathLike[str], highlight: str | None = None
+) -> pd.DataFrame:
+    """Fig. 7: Synth->Real top-1 against images per class, a line per dataset.
+
+    Colour is the generator, line style the prompt variant (class names, captions, reduced
+    captions per class); the real data's curve is black.
+    """
+    cols = ["dataset", "generator", "variant", "ipc", "arch", "top1"]
+    pts = ipc[cols].sort_values(["generator", "variant", "ipc"], ignore_index=True)
+    pts["highlight"] = _is_highlight(pts.generator, highlight) | (pts.generator == REAL)
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    gens = [g for g in dict.fromkeys(pts.generator) if g != REAL]
+    colours = dict(zip(gens, sns.color_palette("husl", max(1, len(gens)))))
+    dashes = {"classname": "-", "caption": "--"}
+    context_label = "other generators"
+    for (gen, variant), sel in pts.groupby(["generator", "variant"], sort=False):
+        if gen == REAL:
+            colour, ls, label = "black", "-", "real"
+        elif sel.highlight.any():
+            colour, ls, label = colours[gen], dashes.get(variant, ":"), f"{gen} {variant}"
+        else:  # one legend entry for all grey context lines
+            colour, ls, label = CONTEXT_GREY, dashes.get(variant, ":"), context_label
+            context_label = None
+        ax.plot(sel.ipc, sel.top1, ls, marker="o", ms=4, color=colour, label=label)
+    if pts.empty:
+        _no_data(ax, "no IPC grid (scaling.ipc) in this run")
+    else:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(set(pts.ipc)), [str(n) for n in sorted(set(pts.ipc))])
+        ax.legend(fontsize=6)
+    ax.set(xlabel="images per class", ylabel="top-1 on real test", ylim=(0, 1.02))
+    ax.set_title("Scaling with images per class (rgb)")
+    save_figure(fig, pts, stem)
+    return pts
+
+
+# --------------------------------------------------------------------------- spectra
+def spectra_highlight_figure(
+    spectra: pd.DataFrame,
+    slopes: pd.DataFrame,
+    synthetic: Mapping[str, tuple[str, str]],
+    stem: str | os.PathLike[str],
+    highlight: str | None = None,
+) -> pd.DataFrame:
+    """Amplitude spectra (log-log): real black, the highlighted generator's datasets in colour.
+
+    ``spectra`` has ``dataset, frequency, amplitude`` rows; ``slopes`` ``dataset, alpha``.
+    """
+    pts = spectra[["dataset", "frequency", "amplitude"]].copy()
+    pts = pts[(pts.frequency > 0) & (pts.amplitude > 0)].reset_index(drop=True)
+    pts["generator"] = [synthetic.get(d, (REAL, ""))[0] for d in pts.dataset]
+    pts["highlight"] = _is_highlight(pts.generator, highlight) | (pts.generator == REAL)
+    alpha = dict(zip(slopes.dataset, slopes.alpha))
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    shown = [d for d in dict.fromkeys(pts.dataset) if d != REAL]
+    colours = dict(zip(shown, sns.color_palette("husl", max(1, len(shown)))))
+    for d, sel in pts.groupby("dataset", sort=False):
+        label = f"{d} (α={alpha[d]:.2f})" if d in alpha else d
+        if d == REAL:
+            ax.plot(sel.frequency, sel.amplitude, color="black", lw=2.5, label=label, zorder=3)
+        elif sel.highlight.any():
+            ax.plot(sel.frequency, sel.amplitude, color=colours[d], lw=1.4, label=label, zorder=2)
+        else:
+            ax.plot(sel.frequency, sel.amplitude, color=CONTEXT_GREY, lw=1, zorder=1)
+    ax.set(xscale="log", yscale="log", xlabel="spatial frequency (fraction of Nyquist)")
+    ax.set(ylabel="mean amplitude |FFT|", title="Amplitude spectra")
+    ax.legend(fontsize=6)
+    save_figure(fig, pts, stem)
+    return pts
+
+
+# --------------------------------------------------------------------------- Tables 1-2
+def pick_samples(
+    shards: Sequence[str | os.PathLike[str]], labels: Sequence[int], per_class: int
+) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """The first ``per_class`` rows of each wanted label as ``{label: [(row, image), ...]}``.
+
+    Reads the label column first and decodes only the chosen images: a paper split holds
+    100,000 PNGs and a sample table needs a few dozen.
+    """
+    from synth2real.shards import decode_png, read_shard, shard_files
+
+    want = {int(c): [] for c in labels}
+    offset = 0
+    for path in shard_files(shards):
+        y = read_shard(path, ["label"]).column("label").to_numpy()
+        counts = {c: len(v) for c, v in want.items()}
+        chosen = []
+        for i, c in enumerate(y.tolist()):
+            if c in counts and counts[c] < per_class:
+                counts[c] += 1
+                chosen.append(i)
+        if chosen:
+            images = read_shard(path, ["image"]).column("image").take(chosen).to_pylist()
+            for i, data in zip(chosen, images):
+                want[int(y[i])].append((offset + i, decode_png(data)))
+        offset += len(y)
+        if all(len(v) >= per_class for v in want.values()):
+            break
+    return want
+
+
+def table_classes(n_classes: int, n_shown: int) -> list[int]:
+    """Labels shown in the sample tables: ``n_shown`` spread evenly over all classes."""
+    if n_shown >= n_classes:
+        return list(range(n_classes))
+    return sorted(set(np.linspace(0, n_classes - 1, n_shown).round().astype(int).tolist()))
+
+
+def class_grid(
+    sources: Sequence[tuple[str, Mapping[int, Sequence[tuple[int, np.ndarray]]]]],
+    class_names: Sequence[str],
+    per_class: int,
+    title: str,
+    stem: str | os.PathLike[str],
+) -> pd.DataFrame:
+    """Tables 1-2: a block of rows per source (real, then generators), a column per class.
+
+    ``sources`` is ``[(name, {label: [(row, image), ...]}), ...]``, e.g. from
+    :func:`pick_samples`. The sidecar lists which row of which split each cell shows.
+    """
+    labels = sorted({c for _, picked in sources for c in picked})
+    n_rows = max(1, len(sources) * per_class)
+    fig, axes = plt.subplots(
+        n_rows,
+        max(1, len(labels)),
+        figsize=(0.75 * max(1, len(labels)) + 1.6, 0.75 * n_rows + 0.5),
+        squeeze=False,
+    )
+    rows = []
+    for s, (name, picked) in enumerate(sources):
+        for j, c in enumerate(labels):
+            cell = list(picked.get(c, []))[:per_class]
+            for k in range(per_class):
+                ax = axes[s * per_class + k, j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for side in ax.spines.values():
+                    side.set_visible(False)
+                if k < len(cell):
+                    ax.imshow(cell[k][1])
+                    rows.append({"source": name, "class": class_names[c], "index": cell[k][0]})
+                if s == 0 and k == 0:
+                    ax.set_title(class_names[c], fontsize=7)
+                if j == 0 and k == 0:
+                    ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=9)
+    pts = pd.DataFrame(rows, columns=["source", "class", "index"])
+    save_figure(fig, pts, stem)
+    return pts
+
+
+# --------------------------------------------------------------------------- tables
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """A GitHub Markdown table (no tabulate dependency); floats at ``floatfmt``."""
+    if frame.empty:
+        return "_(no rows)_\n"
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float | np.floating):
+            return "–" if np.isnan(v) else format(v, floatfmt)
+        return str(v).replace("|", "\\|")
+
+    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def results_markdown(sections: Sequence[tuple[str, pd.DataFrame]], title: str) -> str:
+    """Every table behind the figures as one Markdown document, a section per table."""
+    out = [f"# {title}\n"]
+    for heading, frame in sections:
+        out += [f"\n## {heading}\n\n", markdown_table(frame)]
+    return "".join(out)

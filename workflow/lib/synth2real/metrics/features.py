@@ -1,0 +1,48 @@
+"""Feature vectors for distribution metrics, cached per dataset as ``.npz`` (features, labels).
+
+The paper uses CLIP ViT-L/14 image features; the digits demo uses the penultimate layer of the
+classifier trained on real digits, a space in which "looks like a real digit of class c" is
+exactly what the classifier learned.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from synth2real.shards import atomic_output, load_split
+from synth2real.train.architectures import features as penultimate
+from synth2real.train.training import load_classifier, load_eval_transform
+
+
+def save_features(path: str | os.PathLike[str], features: np.ndarray, labels: np.ndarray) -> None:
+    """Write features and labels to ``path`` (.npz), whole or not at all."""
+    with atomic_output(path) as fh:
+        np.savez(fh, features=features.astype(np.float32), labels=labels.astype(np.int64))
+
+
+def load_features(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as blob:
+        return blob["features"], blob["labels"]
+
+
+@torch.no_grad()
+def classifier_features(
+    model_path: str | os.PathLike[str],
+    shards: Sequence[str],
+    device: str = "cpu",
+    batch_size: int = 512,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penultimate-layer features (N, D) of a trained classifier, and the labels."""
+    model = load_classifier(model_path, device)
+    to_input = load_eval_transform(model_path)  # the input the model was trained on
+    images, labels = load_split(shards)
+    x = torch.from_numpy(images)
+    out = [
+        penultimate(model, to_input(x[i : i + batch_size]).to(device)).float().cpu()
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(out).numpy(), labels

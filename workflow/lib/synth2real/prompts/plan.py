@@ -1,0 +1,64 @@
+"""Choose the class list and prompt builder for a synthetic split from the workflow config."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from synth2real.data import digits
+from synth2real.grid import read_classes
+from synth2real.prompts.tables import DEFAULT_CLASS_TEMPLATE, caption_prompts, class_name_prompts
+
+
+def class_table(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Classes in label order as ``class_id``/``class_name`` rows (digits or the TSV subset)."""
+    data = config["data"]
+    if data["source"] == "digits":
+        return [
+            {"class_id": name, "class_name": name, "label": i}
+            for i, name in enumerate(digits.CLASS_NAMES)
+        ]
+    return [
+        {"class_id": r["wnid"], "class_name": r["name"], "label": i}
+        for i, r in enumerate(read_classes(data["classes"]))
+    ]
+
+
+def build_prompt_table(
+    config: Mapping[str, Any],
+    dataset: str,
+    split: str,
+    prompt_type: str,
+    images_per_class: int,
+    captions: str | os.PathLike[str] | None = None,
+) -> pa.Table:
+    """The prompt table of one synthetic split (class-name or caption prompts).
+
+    Caption prompts use one caption per image, taken per class in image-id order. The val
+    and test splits reuse the first captions of each class, with their own row seeds: the
+    paper captions only the train images, and held-out synthetic data only has to come from
+    the same prompt distribution.
+    """
+    classes = class_table(config)
+    if prompt_type == "classname":
+        template = config.get("prompts", {}).get("template", DEFAULT_CLASS_TEMPLATE)
+        return class_name_prompts(
+            classes, dataset, split, images_per_class, config["seed"], template=template
+        )
+    if prompt_type == "caption":
+        if captions is None:
+            raise ValueError(f"{dataset}: caption prompts need the captions table as input")
+        return caption_prompts(
+            classes,
+            pq.read_table(captions),
+            dataset,
+            split,
+            config["seed"],
+            captions_per_class=images_per_class,
+            images_per_caption=1,
+        )
+    raise ValueError(f"unknown prompt type {prompt_type!r}")

@@ -1,0 +1,20 @@
+rule captions:
+    """Caption every real train image with an OpenAI(-compatible) model (login node: needs
+    internet; key only from OPENAI_API_KEY). Finished captions are cached and never lost.
+    """
+    input:
+        shards=get_real_train_shards,
+        classes=get_classes_file,
+    output:
+        captions=f"{R}/captions/captions.parquet",
+        failures=f"{R}/captions/failures.csv",
+    log:
+        f"{R}/logs/captions.log",
+    localrule: True
+    conda:
+        "../../envs/captions.yaml"
+    params:
+        captions=config.get("captions", {}),
+        cache_dir="resources/cache/captions",
+    script:
+        "../scripts/caption_images.py"
