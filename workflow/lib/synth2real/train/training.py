@@ -632,7 +632,9 @@ def launch_distributed(nproc: int, job: dict[str, Any]) -> None:
     with a rendezvous; ``torchrun --standalone`` provides both on one node. The job is passed
     as a pickled dict in a temp file; backend NCCL on CUDA, gloo on CPU (tests).
     """
-    lib = str(Path(__file__).resolve().parent.parent)
+    # The directory holding the synth2real package (this file is synth2real/train/...), so
+    # the ranks import this checkout's library, not whatever else is installed.
+    lib = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([lib, os.environ.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory(prefix="synth2real-ddp-") as tmp:
         spec = Path(tmp) / "job.pt"
