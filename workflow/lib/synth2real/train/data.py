@@ -184,3 +184,33 @@ def check_input_size(spec: TransformSpec, shards: Sequence[str]) -> None:
             f"{shards[0]}; set input_size to at most {min(h, w)} or null (whole image). "
             "Configs extend config/config.yaml, whose input_size is 224."
         )
+
+
+#: Either input path: both give ``epoch(epoch, gen)`` batches, ``steps_per_epoch`` and
+#: ``labels_max``.
+TrainData = StreamData | MemoryData
+
+
+def open_data(
+    train_shards: Sequence[str],
+    val_shards: Sequence[str],
+    recipe: Recipe,
+    runtime: Runtime,
+    device: str,
+    rank: int,
+    world: int,
+) -> TrainData:
+    """The input path of a job. In memory only where it reproduces the historical numbers (one
+    process, paper augmentation of whole images, a split that fits :class:`Runtime`'s limit);
+    everything else streams."""
+    spec = recipe.transform_spec()
+    check_input_size(spec, train_shards)
+    in_memory = (
+        world == 1
+        and spec.augment == "paper"
+        and spec.input_size is None
+        and runtime.mode(train_shards) == "memory"
+    )
+    if in_memory:
+        return MemoryData(train_shards, val_shards, recipe)
+    return StreamData(train_shards, val_shards, recipe, runtime, device, rank, world)

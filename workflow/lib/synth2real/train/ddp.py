@@ -16,12 +16,30 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 def rank_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def rank_device(device: str, world: int) -> str:
+    """Under DDP on CUDA, each rank trains on the GPU of its ``LOCAL_RANK``."""
+    if world > 1 and device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    return device
+
+
+def wrap_ddp(model: nn.Module, device: str, world: int) -> nn.Module:
+    """The module the loss runs through: ``model`` itself, or its DDP wrapper in a group."""
+    if world == 1:
+        return model
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
+    )
 
 
 def launch_distributed(nproc: int, job: dict[str, Any]) -> None:
