@@ -15,6 +15,8 @@ from synth2real.train.data import to_input
 
 
 def autocast(device: str) -> torch.autocast:
+    """bfloat16 autocast on CUDA, a no-op elsewhere: the one precision policy of every forward
+    pass, in training, validation and evaluation alike."""
     return torch.autocast(
         device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=device.startswith("cuda")
     )

@@ -20,6 +20,7 @@ from torch import nn
 
 
 def rank_world() -> tuple[int, int]:
+    """(rank, world size) inside a process group, (0, 1) outside one."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1

@@ -2,7 +2,8 @@
 
 Seeding: the global torch RNG (dropout) is re-seeded per (seed, epoch[, rank]), the shuffle
 generator per (seed, epoch) and CutMix per (seed, epoch, step, rank), so an epoch's result
-depends only on the weights it starts from: a resumed run matches an uninterrupted one.
+depends only on the model and optimiser state it starts from: a resumed run matches an
+uninterrupted one.
 """
 
 from __future__ import annotations
