@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from synth2real.evaluate.predict import evaluate, predict
 from synth2real.shards import load_split
 from synth2real.train.augment import (
     SeededTransform,
@@ -19,17 +20,10 @@ from synth2real.train.augment import (
     eval_transform,
     train_transform,
 )
-from synth2real.train.training import (
-    Recipe,
-    Runtime,
-    evaluate,
-    launch_distributed,
-    load_classifier,
-    lr_factor,
-    predict,
-    resolve_recipe,
-    train_classifier,
-)
+from synth2real.train.checkpoint import load_classifier
+from synth2real.train.ddp import launch_distributed
+from synth2real.train.recipe import Recipe, Runtime, lr_factor, resolve_recipe
+from synth2real.train.training import train_classifier
 
 RECIPE = dict(epochs=4, batch_size=8, lr=3e-3, warmup_epochs=1, crop_padding=1, hflip=True,
               arch_kwargs={"width": 4}, seed=7)  # fmt: skip

@@ -7,11 +7,9 @@ script_setup.torch_threads(snakemake)
 
 import torch  # noqa: E402
 
-from synth2real.train.training import (  # noqa: E402
-    launch_distributed,
-    resolve_recipe,
-    train_classifier,
-)
+from synth2real.train.ddp import launch_distributed  # noqa: E402
+from synth2real.train.recipe import resolve_recipe  # noqa: E402
+from synth2real.train.training import train_classifier  # noqa: E402
 
 config = snakemake.params.config
 wc = snakemake.wildcards

@@ -77,6 +77,18 @@ async def request_caption(
     return parse_answer(json.loads(raw.text))
 
 
+async def _attempt(
+    client: openai.AsyncOpenAI, body: dict[str, Any], timeout_s: float, in_flight: asyncio.Semaphore
+) -> tuple[Answer, float | None]:
+    """One request, holding an in-flight slot: (judged answer, the server's retry-after)."""
+    async with in_flight:
+        try:
+            return await request_caption(client, body, timeout_s), None
+        except Exception as exc:  # classified: transport error or bad answer
+            reason, detail, retry_after = classify_exception(exc)
+            return Answer(None, reason, detail=detail), retry_after
+
+
 async def caption_online(
     items: Iterable[CaptionItem],
     settings: CaptionSettings,
@@ -106,13 +118,7 @@ async def caption_online(
             body = chat_request_body(data_url, settings)
             attempts = AttemptLog()
             while True:
-                retry_after = None
-                async with in_flight:
-                    try:
-                        answer = await request_caption(client, body, settings.timeout_s)
-                    except Exception as exc:  # classified: transport error or bad answer
-                        reason, detail, retry_after = classify_exception(exc)
-                        answer = Answer(None, reason, detail=detail)
+                answer, retry_after = await _attempt(client, body, settings.timeout_s, in_flight)
                 if answer.reason is None:
                     journal.append(
                         caption_record(

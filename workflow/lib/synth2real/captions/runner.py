@@ -218,44 +218,13 @@ def caption_images(
     failures: list[Failure] = []
     n_new = 0
     if pending:
-        owns_client = client is None
-        client = client or make_client(settings)
-        bar = tqdm(
-            total=len(pending), desc="captions", unit="img", disable=not progress, mininterval=2.0
+        n_new, failures = _request_captions(
+            shard_paths, pending, set(cached), journal, cache_dir, settings, client, progress
         )
-
-        def tick(ok: bool) -> None:
-            bar.update(1)
-
-        async def run() -> tuple[int, list[Failure]]:
-            try:
-                if settings.mode == "online":
-                    items = iter_images(shard_paths, set(pending))
-                    return await caption_online(items, settings, journal, client, on_finished=tick)
-                runner = BatchCaptioner(
-                    settings, journal, client, Path(cache_dir), on_finished=tick
-                )
-                return await runner.run(
-                    pending, lambda wanted: iter_images(shard_paths, wanted), set(cached)
-                )
-            finally:
-                if owns_client:
-                    await client.close()
-
-        try:
-            with journal:
-                n_new, failures = asyncio.run(run())
-        finally:
-            bar.close()
     records = _cached(journal, settings, ids)
     table = captions_table([records[i] for i in ids if i in records], class_of, settings)
     write_table_atomic(table, captions_path)
-    failed_ids = {f.image_id for f in failures}
-    unanswered = [i for i in ids if i not in records and i not in failed_ids]
-    for image_id in unanswered:  # defensive: nothing may vanish between the two outputs
-        failures.append(Failure(image_id, class_of[image_id], "unanswered", 0))
-    order = {image_id: n for n, image_id in enumerate(ids)}
-    failures.sort(key=lambda f: order[f.image_id])
+    failures = _every_missing_image(failures, ids, records, class_of)
     write_failures(failures, failures_path)
     result = CaptionRunResult(
         n_images=len(ids),
@@ -279,6 +248,63 @@ def caption_images(
             f"see {failures_path}; a rerun retries them"
         )
     return result
+
+
+def _request_captions(
+    shard_paths: Sequence[str | os.PathLike[str]],
+    pending: dict[str, str],
+    cached: set[str],
+    journal: CaptionJournal,
+    cache_dir: str | os.PathLike[str],
+    settings: CaptionSettings,
+    client: openai.AsyncOpenAI | None,
+    progress: bool,
+) -> tuple[int, list[Failure]]:
+    """Request captions of the ``pending`` images (id -> class), online or as batch jobs, into
+    ``journal``: (new captions, failures). Closes the client if it made it."""
+    owns_client = client is None
+    client = client or make_client(settings)
+    bar = tqdm(
+        total=len(pending), desc="captions", unit="img", disable=not progress, mininterval=2.0
+    )
+
+    def tick(ok: bool) -> None:
+        bar.update(1)
+
+    async def run() -> tuple[int, list[Failure]]:
+        try:
+            if settings.mode == "online":
+                items = iter_images(shard_paths, set(pending))
+                return await caption_online(items, settings, journal, client, on_finished=tick)
+            runner = BatchCaptioner(settings, journal, client, Path(cache_dir), on_finished=tick)
+            return await runner.run(
+                pending, lambda wanted: iter_images(shard_paths, wanted), cached
+            )
+        finally:
+            if owns_client:
+                await client.close()
+
+    try:
+        with journal:
+            return asyncio.run(run())
+    finally:
+        bar.close()
+
+
+def _every_missing_image(
+    failures: list[Failure],
+    ids: Sequence[str],
+    records: dict[str, dict],
+    class_of: dict[str, str],
+) -> list[Failure]:
+    """The failures report in shard order, with every image lacking a caption in it."""
+    failed_ids = {f.image_id for f in failures}
+    unanswered = [i for i in ids if i not in records and i not in failed_ids]
+    for image_id in unanswered:  # defensive: nothing may vanish between the two outputs
+        failures.append(Failure(image_id, class_of[image_id], "unanswered", 0))
+    order = {image_id: n for n, image_id in enumerate(ids)}
+    failures.sort(key=lambda f: order[f.image_id])
+    return failures
 
 
 def captions_table(

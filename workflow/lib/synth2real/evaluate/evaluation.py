@@ -33,8 +33,9 @@ def evaluate_to_csv(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Evaluate a trained model on test shards and write one CSV row (keys + metrics)."""
+    from synth2real.evaluate.predict import evaluate
     from synth2real.shards import load_split
-    from synth2real.train.training import evaluate, load_classifier, load_eval_transform
+    from synth2real.train.checkpoint import load_classifier, load_eval_transform
 
     images, labels = load_split(test_shards)
     model = load_classifier(model_path, device)

@@ -299,6 +299,57 @@ def _remove_stale_temps(out: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _skipped(out: Path, batch_size: int) -> dict[str, Any]:
+    """:func:`generate_shard`'s result for a shard that is already complete."""
+    return {
+        "skipped": True,
+        "images": 0,
+        "seconds": 0.0,
+        "images_per_s": 0.0,
+        "batch_size": batch_size,
+        "oom_retries": 0,
+        "out_path": str(out),
+    }
+
+
+def _throughput(
+    out: Path, n: int, seconds: float, batch_size: int, oom_retries: int
+) -> dict[str, Any]:
+    """:func:`generate_shard`'s result for a shard it wrote; ``batch_size`` is the final one,
+    halved once per out-of-memory retry."""
+    return {
+        "skipped": False,
+        "images": n,
+        "seconds": seconds,
+        "images_per_s": n / seconds if seconds > 0 else float("inf"),
+        "batch_size": max(1, batch_size >> oom_retries),
+        "oom_retries": oom_retries,
+        "out_path": str(out),
+    }
+
+
+def _checked_rows(rows: pa.Table | Sequence[Mapping[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """The prompt rows as dicts; fails on an empty slice or missing contract columns."""
+    table_rows = _as_rows(rows)
+    if not table_rows:
+        raise ValueError(f"no prompt rows for shard {out}")
+    missing = [c for c in ROW_COLUMNS if c not in table_rows[0]]
+    if missing:
+        raise ValueError(f"prompt rows lack column(s): {', '.join(missing)}")
+    return table_rows
+
+
+def _call_kwargs(spec: Mapping[str, Any], res: int) -> dict[str, Any]:
+    """Keyword arguments of the pipeline call: the registry's extras, then steps, size, numpy
+    output and the guidance scale under the pipeline's own argument name."""
+    call_kwargs = dict(spec.get("pipeline_kwargs") or {})
+    call_kwargs.update(
+        num_inference_steps=int(spec["steps"]), height=res, width=res, output_type="np"
+    )
+    call_kwargs[spec.get("guidance_arg", "guidance_scale")] = float(spec["guidance_scale"])
+    return call_kwargs
+
+
 def generate_shard(
     pipe: Any,
     spec: Mapping[str, Any],
@@ -331,32 +382,14 @@ def generate_shard(
 
     out = Path(out_path)
     if out.exists():
-        return {
-            "skipped": True,
-            "images": 0,
-            "seconds": 0.0,
-            "images_per_s": 0.0,
-            "batch_size": batch_size,
-            "oom_retries": 0,
-            "out_path": str(out),
-        }
+        return _skipped(out, batch_size)
     _remove_stale_temps(out)
 
-    table_rows = _as_rows(rows)
-    if not table_rows:
-        raise ValueError(f"no prompt rows for shard {out}")
-    missing = [c for c in ROW_COLUMNS if c not in table_rows[0]]
-    if missing:
-        raise ValueError(f"prompt rows lack column(s): {', '.join(missing)}")
-
+    table_rows = _checked_rows(rows, out)
     res = int(spec["resolution"])
     size = int(spec.get("output_size", res))
     resize_filter = spec.get("resize_filter", "lanczos")
-    call_kwargs = dict(spec.get("pipeline_kwargs") or {})
-    call_kwargs.update(
-        num_inference_steps=int(spec["steps"]), height=res, width=res, output_type="np"
-    )
-    call_kwargs[spec.get("guidance_arg", "guidance_scale")] = float(spec["guidance_scale"])
+    call_kwargs = _call_kwargs(spec, res)
 
     def run(chunk: Sequence[Mapping[str, Any]]) -> np.ndarray:
         gens = [torch.Generator(generator_device).manual_seed(int(r["seed"])) for r in chunk]
@@ -386,20 +419,10 @@ def generate_shard(
                 images[start + k] = encode_png(resize_image(img, size, resize_filter))
             bar.update(len(chunk))
     seconds = time.perf_counter() - t0
-    final_bs = max(1, batch_size >> stats["oom_retries"])
 
     columns = _shard_columns(table_rows, images, spec, res, size, dataset, split, shard)
     write_shard(columns, out)
-    n = len(table_rows)
-    return {
-        "skipped": False,
-        "images": n,
-        "seconds": seconds,
-        "images_per_s": n / seconds if seconds > 0 else float("inf"),
-        "batch_size": final_bs,
-        "oom_retries": stats["oom_retries"],
-        "out_path": str(out),
-    }
+    return _throughput(out, len(table_rows), seconds, batch_size, stats["oom_retries"])
 
 
 def _shard_columns(

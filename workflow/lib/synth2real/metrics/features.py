@@ -15,7 +15,7 @@ import torch
 
 from synth2real.shards import atomic_output, load_split
 from synth2real.train.architectures import features as penultimate
-from synth2real.train.training import load_classifier, load_eval_transform
+from synth2real.train.checkpoint import load_classifier, load_eval_transform
 
 
 def save_features(path: str | os.PathLike[str], features: np.ndarray, labels: np.ndarray) -> None:

@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -262,6 +263,20 @@ def _finish_side(side: _Side, scale: float, cosine: bool, device: torch.device) 
 
 # --------------------------------------------------------------------------------------------
 # the engine
+
+
+class _CrossThresholds(NamedTuple):
+    """Per-point thresholds of the cross pass: real radii ``th_r`` with their error ``band_r``
+    (and float32 copies rounded up), fake radii's window ``[lo_f, hi_f]`` (``hi_f32``: widened
+    for float32 candidate search)."""
+
+    th_r: torch.Tensor
+    band_r: torch.Tensor
+    band_r32: torch.Tensor
+    th_r32: torch.Tensor
+    lo_f: torch.Tensor
+    hi_f: torch.Tensor
+    hi_f32: torch.Tensor
 
 
 class _Engine:
@@ -627,7 +642,8 @@ class _Engine:
 
     # ---- cross pass ----
 
-    def run(self) -> dict[str, float]:
+    def _radii(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact k-th neighbour distances of every real and every fake point."""
         real, fake = self.real, self.fake
         # Both sets' neighbour searches share one queue (all diagonals first), so no worker
         # idles at a phase boundary; then both sets' exact radii.
@@ -640,6 +656,11 @@ class _Engine:
                 lambda: self._exact_radii(fake, bv_f, bi_f),
             ]
         )
+        return r_real, r_fake
+
+    def _cross_thresholds(self, r_real: torch.Tensor, r_fake: torch.Tensor) -> _CrossThresholds:
+        """The cross pass's thresholds (fast units) and their error bands, from the radii."""
+        real, fake = self.real, self.fake
         th_r = self._key(r_real)  # thresholds in fast units, float64
         th_f = self._key(r_fake)
         band_r = self._band(real.fast_norm, real.orig_norm, fake, th_r, float(th_f.max()))
@@ -651,6 +672,12 @@ class _Engine:
         hi_f32 = self._up32(hi_f + slack)
         band_r32 = self._up32(band_r)
         th_r32 = th_r.float()
+        return _CrossThresholds(th_r, band_r, band_r32, th_r32, lo_f, hi_f, hi_f32)
+
+    def run(self) -> dict[str, float]:
+        real, fake = self.real, self.fake
+        r_real, r_fake = self._radii()
+        th_r, band_r, band_r32, th_r32, lo_f, hi_f, hi_f32 = self._cross_thresholds(r_real, r_fake)
         covered = torch.zeros(real.n, dtype=torch.bool, device=self.dev)
         recalled = torch.zeros(real.n, dtype=torch.bool, device=self.dev)
         d = real.orig.shape[1]

@@ -1,9 +1,10 @@
 """A torch map-style Dataset over a split's Parquet shards, decoding PNG rows on the fly.
 
-``training.py`` loads a whole split into memory as decoded uint8, which is right for the demo
-but not for the paper's 100k-image splits at 256 px (19.7 GB decoded per dataset). This dataset
-keeps only the *compressed* PNG bytes (Arrow buffers, ~a third to a half of that) and decodes
-each image when it is asked for, so decoding scales with DataLoader workers.
+:mod:`synth2real.train.data` can load a whole split into memory as decoded uint8, which is
+right for the demo but not for the paper's 100k-image splits at 256 px (19.7 GB decoded per
+dataset). This dataset keeps only the *compressed* PNG bytes (Arrow buffers, ~a third to a half
+of that) and decodes each image when it is asked for, so decoding scales with DataLoader
+workers.
 
 Parquet cannot read one row cheaply (a read decodes a whole column chunk), so a shard's
 ``image`` and ``label`` columns are read once, on first access, and kept. Two uses:
@@ -17,7 +18,7 @@ Parquet cannot read one row cheaply (a read decodes a whole column chunk), so a 
 No file handle is opened in ``__init__`` with ``preload=False`` and none is kept open, so the
 object pickles and is safe under both fork and spawn.
 
-The training path (``training.py``) builds on it:
+The training input paths (:mod:`synth2real.train.data`) build on it:
 
 - :func:`build_decoded_cache` / :class:`DecodedCacheDataset`: decode a split once into a
   node-local uint8 memmap, because per-item PNG decoding is the loader's bottleneck
