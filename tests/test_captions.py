@@ -40,7 +40,8 @@ from synth2real.captions.runner import (
     prompt_token_stats,
     read_captions,
 )
-from synth2real.captions.store import CaptionJournal, atomic_write_json
+from synth2real.captions.store import CaptionJournal
+from synth2real.io import atomic_write_json
 from synth2real.shards import encode_png, write_shard
 
 ROOT = Path(__file__).resolve().parents[1]

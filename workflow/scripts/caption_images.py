@@ -40,8 +40,7 @@ from synth2real.captions.runner import (
     prompt_token_stats,
     read_captions,
 )
-from synth2real.captions.store import atomic_write_bytes
-from synth2real.shards import write_table_atomic
+from synth2real.io import atomic_write_bytes, write_table_atomic
 
 log = logging.getLogger("synth2real.captions.runner")
 

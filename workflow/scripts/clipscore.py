@@ -7,7 +7,7 @@ script_setup.torch_threads(snakemake)
 
 import pandas as pd  # noqa: E402
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
+from synth2real.io import write_csv_atomic  # noqa: E402
 from synth2real.metrics.clip import (  # noqa: E402
     caption_overflow_fraction,
     load_clip,

@@ -10,8 +10,8 @@ log = script_setup.init(snakemake)
 
 from pathlib import Path  # noqa: E402
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
 from synth2real.figures import paper as pf  # noqa: E402
+from synth2real.io import write_csv_atomic  # noqa: E402
 
 p = snakemake.params
 inp = snakemake.input

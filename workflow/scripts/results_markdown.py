@@ -8,7 +8,7 @@ import pandas as pd  # noqa: E402
 
 from synth2real.figures import paper as pf  # noqa: E402
 from synth2real.figures.plots import results_markdown  # noqa: E402
-from synth2real.shards import atomic_output  # noqa: E402
+from synth2real.io import atomic_output  # noqa: E402
 
 p = snakemake.params
 inp = snakemake.input

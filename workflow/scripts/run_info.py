@@ -4,9 +4,8 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
 from synth2real.figures.run_info import config_yaml, software_versions  # noqa: E402
-from synth2real.shards import atomic_output  # noqa: E402
+from synth2real.io import atomic_output, write_csv_atomic  # noqa: E402
 
 with atomic_output(snakemake.output.config) as fh:
     fh.write(config_yaml(snakemake.params.config).encode())

@@ -6,7 +6,7 @@ log = script_setup.init(snakemake)
 
 import pandas as pd  # noqa: E402
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
+from synth2real.io import write_csv_atomic  # noqa: E402
 from synth2real.metrics.spectra import fit_power_law, plot_spectra  # noqa: E402
 
 band = tuple(snakemake.params.spectra.get("band", (0.05, 0.8)))

@@ -6,7 +6,7 @@ log = script_setup.init(snakemake)
 
 import pandas as pd  # noqa: E402
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
+from synth2real.io import write_csv_atomic  # noqa: E402
 from synth2real.metrics.spectra import dataset_spectrum  # noqa: E402
 
 opts = snakemake.params.spectra

@@ -53,8 +53,8 @@ from synth2real.captions.prompts import (
     load_clip_tokenizer,
     prompt_token_stats,
 )
-from synth2real.captions.store import CaptionJournal, atomic_write_bytes
-from synth2real.shards import write_table_atomic
+from synth2real.captions.store import CaptionJournal
+from synth2real.io import atomic_write_bytes, write_table_atomic
 
 __all__ = [
     "INSTRUCTION_PRESETS",

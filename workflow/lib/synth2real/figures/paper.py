@@ -235,7 +235,7 @@ def write_page(
     which makes a page built before the others finished readable for what it is.
     """
     from synth2real.figures.plots import results_markdown
-    from synth2real.shards import atomic_output
+    from synth2real.io import atomic_output
 
     spec = t.registry.get(generator, {})
     path = Path(path)

@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from synth2real.shards import atomic_output, decode_png, read_shard
+from synth2real.io import atomic_output
+from synth2real.shards import decode_png, read_shard
 
 __all__ = [
     "ClipBundle",

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from synth2real.shards import atomic_output, load_split
+from synth2real.io import atomic_output
+from synth2real.shards import load_split
 from synth2real.train.architectures import features as penultimate
 from synth2real.train.training import load_classifier, load_eval_transform
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synth2real.shards import atomic_output, decode_png, read_shard
+from synth2real.io import atomic_output
+from synth2real.shards import decode_png, read_shard
 
 __all__ = [
     "amplitude_spectrum",

@@ -27,8 +27,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synth2real.io import write_table_atomic
 from synth2real.seeding import derive_seed
-from synth2real.shards import chunk_rows, write_table_atomic
+from synth2real.shards import chunk_rows
 
 #: The paper's class-name prompt is the bare class name.
 DEFAULT_CLASS_TEMPLATE = "{class_name}"

@@ -46,8 +46,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from synth2real.io import atomic_output
 from synth2real.seeding import derive_seed
-from synth2real.shards import atomic_output, load_split
+from synth2real.shards import load_split
 from synth2real.train.architectures import build_model
 from synth2real.train.augment import (
     SeededTransform,
