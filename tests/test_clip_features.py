@@ -21,11 +21,10 @@ from synth2real.metrics.clip import (
     image_features,
     load_clip,
     load_features,
-    per_class_prdc,
     save_features,
     shard_clip_scores,
 )
-from synth2real.metrics.prdc import compute_prdc
+from synth2real.metrics.prdc import compute_prdc, per_class_prdc
 from synth2real.shards import encode_png, write_shard
 
 

@@ -1,4 +1,4 @@
-"""CLIP ViT-L/14 features, per-class PRDC and CLIPScore for shard datasets.
+"""CLIP ViT-L/14 features and CLIPScore for shard datasets.
 
 The paper measures density/coverage in the embedding space of CLIP ViT-L/14's image tower
 (the projected image embedding, 768-d, not normalised: what ``clip.encode_image`` returns in
@@ -9,7 +9,6 @@ to a local directory and exercise the very same code path as the real model.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ __all__ = [
     "image_features",
     "load_clip",
     "load_features",
-    "per_class_prdc",
     "save_features",
     "shard_clip_scores",
     "text_features",
@@ -197,40 +195,6 @@ def load_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read what :func:`save_features` wrote."""
     return np.load(features_path), np.load(labels_path)
-
-
-def per_class_prdc(
-    real_feats: np.ndarray,
-    real_labels: np.ndarray,
-    fake_feats: np.ndarray,
-    fake_labels: np.ndarray,
-    nearest_k: int = 5,
-    distance: str = "euclidean",
-    **engine_kwargs: object,
-) -> list[dict[str, float | int]]:
-    """PRDC of each class's fake features against the same class's real features.
-
-    Shows *which* classes collapse (high density, low coverage) or drift (both low). A class
-    with at most ``nearest_k`` samples on either side has no k-th neighbour: its metrics are
-    NaN and ``skipped`` is 1, rather than the class silently vanishing from the table.
-    """
-    from synth2real.metrics.prdc import compute_prdc
-
-    real_labels = np.asarray(real_labels)
-    fake_labels = np.asarray(fake_labels)
-    rows: list[dict[str, float | int]] = []
-    for label in np.union1d(real_labels, fake_labels):
-        r = real_feats[real_labels == label]
-        f = fake_feats[fake_labels == label]
-        row: dict[str, float | int] = {"label": int(label), "n_real": len(r), "n_fake": len(f)}
-        if min(len(r), len(f)) <= nearest_k:
-            row.update(dict.fromkeys(("precision", "recall", "density", "coverage"), math.nan))
-            row["skipped"] = 1
-        else:
-            row.update(compute_prdc(r, f, nearest_k, distance=distance, **engine_kwargs))
-            row["skipped"] = 0
-        rows.append(row)
-    return rows
 
 
 def clip_scores(
