@@ -12,7 +12,6 @@ non-zero on failure. The API key is read from ``OPENAI_API_KEY`` only.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import sys
@@ -40,7 +39,7 @@ from synth2real.captions.runner import (
     prompt_token_stats,
     read_captions,
 )
-from synth2real.io import atomic_write_bytes, write_table_atomic
+from synth2real.io import atomic_write_bytes, write_csv_atomic, write_table_atomic
 
 log = logging.getLogger("synth2real.captions.runner")
 
@@ -185,9 +184,7 @@ def write_prompt_outputs(args: argparse.Namespace) -> None:
         if not args.clip_tokenizer:
             raise CaptionError("--clip-tokenizer is needed for --prompt-stats-out")
         stats = prompt_token_stats(prompts, load_clip_tokenizer(args.clip_tokenizer), 77, names)
-        buf = io.StringIO()
-        stats.to_csv(buf, sep="\t", index=False, float_format="%.6g")
-        atomic_write_bytes(args.prompt_stats_out, buf.getvalue().encode())
+        write_csv_atomic(stats, args.prompt_stats_out, sep="\t", float_format="%.6g")
         overall = stats.iloc[-1]
         log.info(
             "%d of %d caption prompt(s) exceed 77 CLIP tokens (%.1f%%)",

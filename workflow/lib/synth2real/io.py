@@ -30,7 +30,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     goes to an *unnamed* file in the target directory, which is linked into place only once it
     is complete and fsynced. A writer killed even by SIGKILL leaves nothing behind: the kernel
     frees the unnamed file. Elsewhere (e.g. NFS) it falls back to a dot-named temp file, which
-    the next writer of the same path removes (:func:`remove_stale_temps`).
+    the next writer of the same path removes (:func:`remove_stale_temps`). The directory is
+    fsynced after the rename, so a file that a finished job reported survives a power cut.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +55,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
                 os.unlink(named)
                 _link_unnamed(fh.fileno(), Path(named))
         os.replace(named, path)
+        fsync_dir(path.parent)
     except BaseException:
         if named is not None:
             Path(named).unlink(missing_ok=True)
@@ -87,19 +89,19 @@ def write_table_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write a CSV whole or not at all (see :func:`atomic_output`)."""
-    with atomic_output(path) as fh:
-        fh.write(frame.to_csv(index=False).encode())
+def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike[str], **options: Any) -> Path:
+    """Write ``frame`` as CSV without its index, whole or not at all.
+
+    ``options`` go to ``DataFrame.to_csv`` (e.g. ``sep="\\t"``, ``float_format``).
+    """
+    return atomic_write_bytes(path, frame.to_csv(index=False, **options).encode())
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write a file whole or not at all (temp file in the same directory + fsync + rename)."""
-    path = Path(path)
+    """Write ``data`` to ``path``, whole or not at all."""
     with atomic_output(path) as fh:
         fh.write(data)
-    fsync_dir(path.parent)
-    return path
+    return Path(path)
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -21,7 +21,6 @@ The API key is read from ``OPENAI_API_KEY`` only, and never stored in settings, 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import os
@@ -54,7 +53,7 @@ from synth2real.captions.prompts import (
     prompt_token_stats,
 )
 from synth2real.captions.store import CaptionJournal
-from synth2real.io import atomic_write_bytes, write_table_atomic
+from synth2real.io import write_csv_atomic, write_table_atomic
 
 __all__ = [
     "INSTRUCTION_PRESETS",
@@ -306,9 +305,7 @@ def write_failures(failures: Sequence[Failure], path: str | os.PathLike[str]) ->
         [[f.image_id, f.class_id, f.reason, f.attempts, f.detail] for f in failures],
         columns=list(FAILURE_COLUMNS),
     )
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False)
-    return atomic_write_bytes(path, buf.getvalue().encode())
+    return write_csv_atomic(frame, path)
 
 
 def read_captions(path: str | os.PathLike[str]) -> pd.DataFrame:

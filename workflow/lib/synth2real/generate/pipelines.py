@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from synth2real.io import remove_stale_temps
 from synth2real.registry import RegistryError, download_patterns
 from synth2real.shards import encode_png, write_shard
 
@@ -292,13 +293,6 @@ def _as_rows(rows: pa.Table | Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     return [dict(r) for r in rows]
 
 
-def _remove_stale_temps(out: Path) -> None:
-    """Delete temp files that a killed writer of this very shard left behind."""
-    if out.parent.is_dir():
-        for tmp in out.parent.glob(f".{out.name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-
-
 def generate_shard(
     pipe: Any,
     spec: Mapping[str, Any],
@@ -340,7 +334,7 @@ def generate_shard(
             "oom_retries": 0,
             "out_path": str(out),
         }
-    _remove_stale_temps(out)
+    remove_stale_temps(out)  # free a killed writer's disk before hours of generation
 
     table_rows = _as_rows(rows)
     if not table_rows:
