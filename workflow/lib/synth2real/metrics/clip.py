@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from synth2real.io import atomic_output
 from synth2real.shards import decode_png, read_shard
 
 __all__ = [
@@ -29,8 +27,6 @@ __all__ = [
     "extract_features",
     "image_features",
     "load_clip",
-    "load_features",
-    "save_features",
     "shard_clip_scores",
     "text_features",
 ]
@@ -167,34 +163,6 @@ def extract_features(
         bar.update(len(batch["label"]))
     bar.close()
     return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
-
-
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    with atomic_output(path) as fh:
-        np.save(fh, array, allow_pickle=False)
-
-
-def save_features(
-    features_path: str | os.PathLike[str],
-    labels_path: str | os.PathLike[str],
-    features: np.ndarray,
-    labels: np.ndarray,
-) -> None:
-    """Write features and labels as two .npy files, each whole or not at all (temp + rename).
-
-    Labels are written first, so a present features file always has its labels beside it.
-    """
-    if len(features) != len(labels):
-        raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
-    _save_npy_atomic(Path(labels_path), np.asarray(labels, dtype=np.int64))
-    _save_npy_atomic(Path(features_path), np.asarray(features, dtype=np.float32))
-
-
-def load_features(
-    features_path: str | os.PathLike[str], labels_path: str | os.PathLike[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read what :func:`save_features` wrote."""
-    return np.load(features_path), np.load(labels_path)
 
 
 def clip_scores(
