@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from synth2real.captions.prompts import CLIP_MAX_TOKENS, prompt_token_counts
 from synth2real.shards import decode_png, read_shard
 
 __all__ = [
@@ -33,8 +34,6 @@ __all__ = [
 
 #: The hub id of the paper's feature extractor.
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
-#: CLIP's text context: longer captions are truncated (the fraction is worth reporting).
-CLIP_MAX_TOKENS = 77
 
 
 @dataclass
@@ -221,8 +220,5 @@ def caption_overflow_fraction(
     Detailed captions often exceed CLIP's context, so CLIPScore only sees their beginning;
     reporting this fraction keeps that caveat next to the score.
     """
-    captions = list(captions)
-    if not captions:
-        return 0.0
-    ids = tokenizer(captions, truncation=False)["input_ids"]
-    return float(np.mean([len(x) > max_tokens for x in ids]))
+    counts = prompt_token_counts(list(captions), tokenizer)
+    return float(np.mean([n > max_tokens for n in counts])) if counts else 0.0

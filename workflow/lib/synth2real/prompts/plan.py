@@ -22,9 +22,16 @@ def class_table(config: Mapping[str, Any]) -> list[dict[str, Any]]:
             {"class_id": name, "class_name": name, "label": i}
             for i, name in enumerate(digits.CLASS_NAMES)
         ]
+    return classes_from_file(data["classes"])
+
+
+def classes_from_file(
+    path: str | os.PathLike[str], id_column: str = "wnid", name_column: str = "name"
+) -> list[dict[str, Any]]:
+    """A class table's rows as ``class_id``/``class_name``/``label`` (label = row order)."""
     return [
-        {"class_id": r["wnid"], "class_name": r["name"], "label": i}
-        for i, r in enumerate(read_classes(data["classes"]))
+        {"class_id": r[id_column], "class_name": r[name_column], "label": i}
+        for i, r in enumerate(read_classes(path, id_column, name_column))
     ]
 
 
