@@ -38,7 +38,7 @@ tables = pf.FigureTables(
     ),
     ipc=pf.ipc_table(ipc_entries),
     spectra=spectra,
-    slopes=pf.spectrum_slopes(spectra, tuple(p.spectra.get("band", (0.05, 0.8)))),
+    slopes=pf.spectrum_slopes(spectra, tuple(p.spectra["band"])),
 )
 out = snakemake.output
 points = pf.draw_all(tables, Path(out.accuracy_png).parent, highlight=gen, names=p.names)

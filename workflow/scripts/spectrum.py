@@ -12,8 +12,8 @@ from synth2real.metrics.spectra import dataset_spectrum  # noqa: E402
 opts = snakemake.params.spectra
 freqs, amps = dataset_spectrum(
     shard_paths=list(snakemake.input),
-    n_bins=opts.get("n_bins", 64),
-    max_images=opts.get("max_images", 2000),
+    n_bins=opts["n_bins"],
+    max_images=opts["max_images"],
 )
 frame = pd.DataFrame(
     {"dataset": snakemake.wildcards.dataset, "frequency": freqs, "amplitude": amps}

@@ -32,9 +32,6 @@ __all__ = [
     "text_features",
 ]
 
-#: The hub id of the paper's feature extractor.
-DEFAULT_CLIP = "openai/clip-vit-large-patch14"
-
 
 @dataclass
 class ClipBundle:
@@ -54,15 +51,15 @@ class ClipBundle:
 
 
 def load_clip(
-    name_or_path: str | os.PathLike[str] = DEFAULT_CLIP,
+    name_or_path: str | os.PathLike[str],
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
 ) -> ClipBundle:
     """Load a CLIP model, image processor and tokenizer from a hub id or a local directory.
 
-    The single loading function of the CLIP family: real runs pass the hub id (or a
-    pre-fetched directory under ``resources/``), tests pass a directory holding a tiny
-    random-weight model of the same classes. ``dtype`` defaults to float32 (features are
+    The single loading function of the CLIP family: real runs pass ``metrics.clip_model`` (a
+    hub id, or a pre-fetched directory under ``resources/``), tests pass a directory holding a
+    tiny random-weight model of the same classes. ``dtype`` defaults to float32 (features are
     compared across runs and devices, so no silent half precision).
     """
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from synth2real.data import digits
 from synth2real.grid import read_classes
-from synth2real.prompts.tables import DEFAULT_CLASS_TEMPLATE, caption_prompts, class_name_prompts
+from synth2real.prompts.tables import caption_prompts, class_name_prompts
 
 
 def class_table(config: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -52,7 +52,7 @@ def build_prompt_table(
     """
     classes = class_table(config)
     if prompt_type == "classname":
-        template = config.get("prompts", {}).get("template", DEFAULT_CLASS_TEMPLATE)
+        template = config["prompts"]["template"]
         return class_name_prompts(
             classes, dataset, split, images_per_class, config["seed"], template=template
         )
