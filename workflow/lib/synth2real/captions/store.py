@@ -127,15 +127,7 @@ class CaptionJournal:
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record durably (single write + fsync) before returning."""
-        if self._fd is None:
-            self.open()
-        assert self._fd is not None
-        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode()
-        view = memoryview(line)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fsync(self._fd)
+        self.append_many([record])
 
     def append_many(self, records: Iterable[dict[str, Any]]) -> int:
         """Append several records with one fsync at the end (used when a batch is collected)."""
