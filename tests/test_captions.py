@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fake_openai_server import FakeOpenAIServer, FaultPlan, caption_for, image_key
 
@@ -33,14 +35,15 @@ from synth2real.captions.runner import (
     CaptionSettings,
     Prices,
     caption_images,
-    caption_prompts,
     dry_run,
     iter_images,
     load_clip_tokenizer,
     prompt_token_stats,
     read_captions,
 )
-from synth2real.captions.store import CaptionJournal, atomic_write_json
+from synth2real.captions.store import CaptionJournal
+from synth2real.io import atomic_write_json
+from synth2real.prompts.tables import caption_prompts
 from synth2real.shards import encode_png, write_shard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -636,22 +639,58 @@ def test_api_key_never_reaches_outputs_logs_or_console(tmp_path, api_key):
 # -- prompts ----------------------------------------------------------------------------------
 
 
-def test_caption_prompts_follow_the_paper_template():
-    captions = pd.DataFrame(
-        {
-            "image_id": ["a", "b"],
-            "class_id": ["n01", "n02"],
-            "caption": ["A fish in a net.", "An orange fish\nin a bowl."],
-        }
+class CharTokenizer:
+    """One token per character, whitespace included, plus start and end: unlike CLIP's own
+    tokenizer it does not fold whitespace, so prompts that differ only there count apart."""
+
+    def __call__(self, texts, truncation=False):
+        return {"input_ids": [[0] + [1] * len(t) + [2] for t in texts]}
+
+
+def test_token_statistics_count_exactly_the_prompt_table_prompts(tmp_path, monkeypatch):
+    """The 77-token statistics are computed on the prompts the generators get (the prompt
+    table's), not on a second rendering of the template that differs on whitespace."""
+    classes = tmp_path / "classes.tsv"
+    classes.write_text("wnid\tname\nn01\ttench\nn02\tgoldfish\n")
+    captions = pa.Table.from_pylist(
+        [
+            {"image_id": "b", "class_id": "n01", "caption": "  A fish  in a\nnet. "},
+            {"image_id": "a", "class_id": "n01", "caption": "A tench."},
+            {"image_id": "c", "class_id": "n02", "caption": "An orange fish\n\nin a bowl."},
+            {"image_id": "d", "class_id": "n09", "caption": "Not a class of the table."},
+        ]
     )
-    prompts = caption_prompts(captions, {"n01": "tench", "n02": "goldfish"})
-    assert list(prompts["prompt"]) == [
-        "tench, A fish in a net.",
-        "goldfish, An orange fish in a bowl.",
-    ]
-    assert list(prompts.columns) == ["image_id", "class_id", "prompt"]
-    with pytest.raises(KeyError, match="n02"):
-        caption_prompts(captions, {"n01": "tench"})
+    pq.write_table(captions, tmp_path / "captions.parquet")
+    cli = load_cli_module()
+    monkeypatch.setattr(cli, "load_clip_tokenizer", lambda path: CharTokenizer())
+    args = cli.build_parser().parse_args(
+        ["--shards", "x", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "captions.parquet")]
+        + ["--classes", str(classes), "--clip-tokenizer", str(tmp_path)]
+        + ["--prompts-out", str(tmp_path / "prompts.parquet")]
+        + ["--prompt-stats-out", str(tmp_path / "stats.tsv")]
+    )
+    cli.write_prompt_outputs(args)
+
+    table = caption_prompts(
+        [{"class_id": "n01", "class_name": "tench"}, {"class_id": "n02", "class_name": "goldfish"}],
+        captions,
+        "any-caption",
+        "train",
+        0,
+    ).to_pandas()
+    assert table.prompt[1] == "tench, A fish  in a\nnet."  # inner whitespace as captioned
+    written = pq.read_table(tmp_path / "prompts.parquet").to_pandas()
+    assert list(written.columns) == ["image_id", "class_id", "prompt"]
+    assert list(written.prompt) == list(table.prompt)
+    assert list(written.image_id + "/0") == list(table.source_id)
+    stats = pd.read_csv(tmp_path / "stats.tsv", sep="\t").set_index("class_id")
+    lengths = table.prompt.str.len() + 2
+    for class_id, group in lengths.groupby(table.class_id):
+        assert stats.loc[class_id, "n_prompts"] == len(group)
+        assert stats.loc[class_id, "max_tokens"] == group.max()
+        assert stats.loc[class_id, "mean_tokens"] == pytest.approx(group.mean())
+    assert stats.loc["__all__", "n_prompts"] == len(table) == 3
+    assert stats.loc["n02", "class_name"] == "goldfish"
 
 
 def test_prompt_stats_count_prompts_over_77_clip_tokens(tmp_path):
@@ -660,10 +699,13 @@ def test_prompt_stats_count_prompts_over_77_clip_tokens(tmp_path):
     lengths = {"n01": [10, 71, 72, 80], "n02": [5, 5]}
     rows = [(c, "x" * k) for c, ks in lengths.items() for k in ks]
     prompts = pd.DataFrame(
-        {"image_id": [str(i) for i in range(len(rows))], "class_id": [c for c, _ in rows]}
+        {
+            "class_id": [c for c, _ in rows],
+            "class_name": [{"n01": "cat", "n02": ""}[c] for c, _ in rows],
+            "prompt": [f"cat, {text}" for _, text in rows],
+        }
     )
-    prompts["prompt"] = [f"cat, {text}" for _, text in rows]
-    stats = prompt_token_stats(prompts, tokenizer, class_names={"n01": "cat"}).set_index("class_id")
+    stats = prompt_token_stats(prompts, tokenizer).set_index("class_id")
     assert stats.loc["n01", "n_prompts"] == 4
     assert stats.loc["n01", "n_over"] == 2  # 78 and 86 tokens; 77 is still within
     assert stats.loc["n01", "frac_over"] == pytest.approx(0.5)

@@ -20,12 +20,10 @@ from synth2real.metrics.clip import (
     extract_features,
     image_features,
     load_clip,
-    load_features,
-    per_class_prdc,
-    save_features,
     shard_clip_scores,
 )
-from synth2real.metrics.prdc import compute_prdc
+from synth2real.metrics.features import load_features, save_features
+from synth2real.metrics.prdc import compute_prdc, per_class_prdc
 from synth2real.shards import encode_png, write_shard
 
 
@@ -143,17 +141,19 @@ def test_extract_features_matches_a_direct_model_call(bundle, tmp_path):
     assert np.abs(feats[0] - feats[1]).max() > 1e-3
 
 
-def test_save_features_roundtrip_is_atomic(tmp_path):
-    feats = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
-    labels = np.array([3, 1, 4, 1, 5])
-    fpath, lpath = tmp_path / "out" / "real.npy", tmp_path / "out" / "real.labels.npy"
-    save_features(fpath, lpath, feats, labels)
-    got_f, got_l = load_features(fpath, lpath)
-    np.testing.assert_array_equal(got_f, feats)
+def test_feature_file_roundtrip_is_one_npz_and_checks_lengths(tmp_path):
+    feats = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float64)
+    labels = np.array([3, 1, 4, 1, 5], dtype=np.int32)
+    path = tmp_path / "out" / "real.npz"
+    save_features(path, feats, labels)
+    got_f, got_l = load_features(path)
+    np.testing.assert_array_equal(got_f, feats.astype(np.float32))
     np.testing.assert_array_equal(got_l, labels)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["real.labels.npy", "real.npy"]
+    assert (got_f.dtype, got_l.dtype) == (np.float32, np.int64)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["real.npz"]  # no temp left
     with pytest.raises(ValueError, match="labels"):
-        save_features(fpath, lpath, feats, labels[:3])
+        save_features(tmp_path / "bad.npz", feats, labels[:3])
+    assert not (tmp_path / "bad.npz").exists()
 
 
 def test_per_class_prdc_flags_collapse_and_skips_tiny_classes():

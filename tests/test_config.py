@@ -82,3 +82,21 @@ def test_paper_grid_shape():
     assert len(grid.synthetic) == 28
     assert grid.n_shards("sd15-caption", "train") == 50
     assert grid.n_shards("real", "test") == 5
+
+
+def test_omitted_sections_get_the_schema_defaults_code_reads():
+    """Scripts index these keys directly (defaults live in the schema only), so a config that
+    leaves a section out must still get every key filled in by validation."""
+    from snakemake.utils import validate
+
+    config = load("demo.yaml")
+    del config["metrics"]["spectra"], config["figures"]["samples_per_class"]
+    assert "prompts" not in config
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    assert config["metrics"]["spectra"] == {"n_bins": 64, "band": [0.05, 0.8], "max_images": 2000}
+    assert config["prompts"] == {"template": "{class_name}"}
+    assert config["figures"] == {  # the demo sets table_classes: 10
+        "samples_per_class": 4,
+        "table_classes": 10,
+        "table_samples_per_class": 1,
+    }

@@ -1,5 +1,7 @@
 """Every paper figure from a fixture results table: sidecars hold exactly the plotted points."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -218,3 +220,29 @@ def test_results_markdown_has_every_number(tables):
     assert "paper B" in text and "2023-07-15" in text
     page = results_markdown(pf.tables_for_markdown(tables, "g1"), "g1")
     assert "g2-caption" not in page and "g1-caption" in page
+
+
+def test_run_tables_reads_a_jobs_inputs_and_params(tables, tmp_path):
+    """figures.py and results_markdown.py build their tables through pf.run_tables."""
+    paths = {}
+    for name in ("results", "distribution", "slopes"):
+        paths[name] = tmp_path / f"{name}.csv"
+        getattr(tables, name).to_csv(paths[name], index=False)
+    clip = [tmp_path / f"clip{i}.csv" for i in range(len(tables.clipscore))]
+    for i, path in enumerate(clip):
+        tables.clipscore.iloc[[i]].to_csv(path, index=False)
+    params = SimpleNamespace(
+        registry=REGISTRY, synthetic=SYNTH, probes=PROBES,
+        rgb_archs=["resnet50", "vit_tiny"], reference_arch="resnet50",
+    )  # fmt: skip
+    inputs = SimpleNamespace(results=paths["results"], distribution=paths["distribution"],
+                             clipscore=clip, ipc=[])  # fmt: skip
+    got = pf.run_tables(inputs, params)
+    pd.testing.assert_frame_equal(got.distribution, tables.distribution)
+    assert list(got.clipscore.clipscore) == list(tables.clipscore.clipscore)
+    assert got.results.top1.tolist() == tables.results.top1.tolist()
+    assert got.ipc.empty and list(got.ipc.columns) == pf.IPC_COLUMNS
+    assert got.slopes.empty and got.reference_arch == "resnet50"  # no slopes input declared
+    inputs.slopes = paths["slopes"]
+    got = pf.run_tables(inputs, params)
+    assert got.slopes.alpha.tolist() == pytest.approx(tables.slopes.alpha.tolist())

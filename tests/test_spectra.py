@@ -14,6 +14,9 @@ from synth2real.metrics.spectra import (
 )
 from synth2real.shards import encode_png, write_shard
 
+#: The schema's default fit band (metrics.spectra.band).
+BAND = (0.05, 0.8)
+
 
 def power_law_image(size: int, alpha: float, seed: int) -> np.ndarray:
     """A real image whose Fourier amplitude is exactly f^-alpha, with random phases.
@@ -39,11 +42,11 @@ def test_known_power_law_slope_is_recovered(alpha):
 
 def test_white_noise_has_a_flat_spectrum():
     img = np.random.default_rng(0).standard_normal((128, 128))
-    freqs, amps = amplitude_spectrum(img)
-    assert abs(fit_power_law(freqs, amps)) < 0.05
+    freqs, amps = amplitude_spectrum(img, 64)
+    assert abs(fit_power_law(freqs, amps, BAND)) < 0.05
     # and a smoothed image (low-pass) is steeper than the noise it came from
     smooth = (img + np.roll(img, 1, 0) + np.roll(img, 1, 1) + np.roll(img, (1, 1), (0, 1))) / 4
-    assert fit_power_law(*amplitude_spectrum(smooth)) > 0.3
+    assert fit_power_law(*amplitude_spectrum(smooth, 64), BAND) > 0.3
 
 
 def test_spectrum_is_scale_invariant_in_frequency_and_ignores_dc():
@@ -53,9 +56,9 @@ def test_spectrum_is_scale_invariant_in_frequency_and_ignores_dc():
     f_l, a_l = amplitude_spectrum(large, n_bins=16)
     np.testing.assert_array_equal(f_s, f_l)
     assert f_s[0] > 0 and f_s[-1] <= 1.0
-    assert fit_power_law(f_s, a_s) == pytest.approx(fit_power_law(f_l, a_l), abs=0.1)
+    assert fit_power_law(f_s, a_s, BAND) == pytest.approx(fit_power_law(f_l, a_l, BAND), abs=0.1)
     np.testing.assert_allclose(
-        amplitude_spectrum(small + 100.0)[1], amplitude_spectrum(small)[1], atol=1e-9
+        amplitude_spectrum(small + 100.0, 64)[1], amplitude_spectrum(small, 64)[1], atol=1e-9
     )
 
 
@@ -64,10 +67,10 @@ def test_gray_conversion_and_hann_window():
     rgb[..., 1] = 100
     np.testing.assert_allclose(to_gray(rgb), 58.7)
     img = power_law_image(128, 1.0, seed=3)
-    f, a = amplitude_spectrum(img, window="hann")
+    f, a = amplitude_spectrum(img, 64, window="hann")
     assert fit_power_law(f, a, band=(0.05, 0.9)) == pytest.approx(1.0, abs=0.1)
     with pytest.raises(ValueError, match="window"):
-        amplitude_spectrum(img, window="kaiser")
+        amplitude_spectrum(img, 64, window="kaiser")
 
 
 def test_dataset_spectrum_from_shards_is_the_mean_over_images(tmp_path):
@@ -85,7 +88,7 @@ def test_dataset_spectrum_from_shards_is_the_mean_over_images(tmp_path):
         cols_part = {k: v[part] for k, v in cols.items()}
         cols_part["image"] = [encode_png(im) for im in imgs[part]]
         paths.append(write_shard(cols_part, tmp_path / f"{name}.parquet"))
-    f, mean = dataset_spectrum(shard_paths=paths, n_bins=12)
+    f, mean = dataset_spectrum(shard_paths=paths, n_bins=12, max_images=None)
     expected = np.mean([amplitude_spectrum(im, 12)[1] for im in imgs], axis=0)
     np.testing.assert_allclose(mean, expected)
     _, first2 = dataset_spectrum(images=imgs, n_bins=12, max_images=2)
@@ -93,22 +96,22 @@ def test_dataset_spectrum_from_shards_is_the_mean_over_images(tmp_path):
         first2, np.mean([amplitude_spectrum(im, 12)[1] for im in imgs[:2]], 0)
     )
     with pytest.raises(ValueError):
-        dataset_spectrum(n_bins=12)
+        dataset_spectrum(n_bins=12, max_images=None)
 
 
 def test_fit_power_law_needs_two_usable_bins():
     with pytest.raises(ValueError, match="usable"):
-        fit_power_law(np.array([0.1, 0.2]), np.array([0.0, 1.0]))
+        fit_power_law(np.array([0.1, 0.2]), np.array([0.0, 1.0]), BAND)
 
 
 def test_plot_spectra_writes_png_and_pdf(tmp_path):
     spectra = {
-        "real": amplitude_spectrum(power_law_image(64, 1.0, seed=7)),
-        "flux-dev-caption": amplitude_spectrum(power_law_image(64, 1.4, seed=8)),
-        "sd15-class": amplitude_spectrum(power_law_image(64, 0.8, seed=9)),
+        "real": amplitude_spectrum(power_law_image(64, 1.0, seed=7), 64),
+        "flux-dev-caption": amplitude_spectrum(power_law_image(64, 1.4, seed=8), 64),
+        "sd15-class": amplitude_spectrum(power_law_image(64, 0.8, seed=9), 64),
     }
     png, pdf = tmp_path / "fig" / "spectra.png", tmp_path / "fig" / "spectra.pdf"
-    plot_spectra(spectra, png, pdf)
+    plot_spectra(spectra, png, pdf, BAND)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert pdf.read_bytes()[:5] == b"%PDF-"
     assert png.stat().st_size > 5000

@@ -12,7 +12,6 @@ non-zero on failure. The API key is read from ``OPENAI_API_KEY`` only.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import sys
@@ -33,15 +32,11 @@ from synth2real.captions.runner import (
     CaptionError,
     CaptionSettings,
     caption_images,
-    caption_prompts,
     dry_run,
-    load_class_names,
     load_clip_tokenizer,
     prompt_token_stats,
-    read_captions,
 )
-from synth2real.captions.store import atomic_write_bytes
-from synth2real.shards import write_table_atomic
+from synth2real.io import atomic_write_bytes, write_csv_atomic, write_table_atomic
 
 log = logging.getLogger("synth2real.captions.runner")
 
@@ -176,19 +171,26 @@ def write_prompt_outputs(args: argparse.Namespace) -> None:
         return
     if not args.classes:
         raise CaptionError("--classes is needed for --prompts-out / --prompt-stats-out")
+    import pandas as pd
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    names = load_class_names(args.classes, args.class_id_column, args.class_name_column)
-    prompts = caption_prompts(read_captions(args.out), names)
+    from synth2real.prompts.plan import classes_from_file
+    from synth2real.prompts.tables import caption_prompt_rows
+
+    classes = classes_from_file(args.classes, args.class_id_column, args.class_name_column)
+    # The prompt tables' own rows: the statistics describe what the generators are given.
+    prompts = pd.DataFrame(caption_prompt_rows(classes, pq.read_table(args.out)))
     if args.prompts_out:
-        write_table_atomic(pa.Table.from_pandas(prompts, preserve_index=False), args.prompts_out)
+        table = pa.Table.from_pandas(
+            prompts[["image_id", "class_id", "prompt"]], preserve_index=False
+        )
+        write_table_atomic(table, args.prompts_out)
     if args.prompt_stats_out:
         if not args.clip_tokenizer:
             raise CaptionError("--clip-tokenizer is needed for --prompt-stats-out")
-        stats = prompt_token_stats(prompts, load_clip_tokenizer(args.clip_tokenizer), 77, names)
-        buf = io.StringIO()
-        stats.to_csv(buf, sep="\t", index=False, float_format="%.6g")
-        atomic_write_bytes(args.prompt_stats_out, buf.getvalue().encode())
+        stats = prompt_token_stats(prompts, load_clip_tokenizer(args.clip_tokenizer))
+        write_csv_atomic(stats, args.prompt_stats_out, sep="\t", float_format="%.6g")
         overall = stats.iloc[-1]
         log.info(
             "%d of %d caption prompt(s) exceed 77 CLIP tokens (%.1f%%)",

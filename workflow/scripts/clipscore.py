@@ -7,7 +7,7 @@ script_setup.torch_threads(snakemake)
 
 import pandas as pd  # noqa: E402
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
+from synth2real.io import write_csv_atomic  # noqa: E402
 from synth2real.metrics.clip import (  # noqa: E402
     caption_overflow_fraction,
     load_clip,
@@ -16,7 +16,7 @@ from synth2real.metrics.clip import (  # noqa: E402
 
 metrics = snakemake.params.metrics
 device = script_setup.device(snakemake.params.config)
-bundle = load_clip(metrics.get("clip_model", "openai/clip-vit-large-patch14"), device)
+bundle = load_clip(metrics["clip_model"], device)
 scores, texts = shard_clip_scores(bundle, list(snakemake.input))
 row = {
     "dataset": snakemake.wildcards.synth,

@@ -8,9 +8,9 @@ script_setup.torch_threads(snakemake)
 import pandas as pd  # noqa: E402
 
 from synth2real import compute_prdc  # noqa: E402
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
-from synth2real.metrics.clip import per_class_prdc  # noqa: E402
+from synth2real.io import write_csv_atomic  # noqa: E402
 from synth2real.metrics.features import load_features  # noqa: E402
+from synth2real.metrics.prdc import per_class_prdc  # noqa: E402
 
 metrics = snakemake.params.metrics
 k, distance = metrics["nearest_k"], metrics["distance"]

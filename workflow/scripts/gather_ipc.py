@@ -4,8 +4,8 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
 from synth2real.figures.paper import ipc_table  # noqa: E402
+from synth2real.io import write_csv_atomic  # noqa: E402
 
 table = ipc_table(snakemake.params.entries)
 write_csv_atomic(table, snakemake.output[0])

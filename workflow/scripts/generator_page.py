@@ -10,8 +10,8 @@ log = script_setup.init(snakemake)
 
 from pathlib import Path  # noqa: E402
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
 from synth2real.figures import paper as pf  # noqa: E402
+from synth2real.io import write_csv_atomic  # noqa: E402
 
 p = snakemake.params
 inp = snakemake.input
@@ -38,7 +38,7 @@ tables = pf.FigureTables(
     ),
     ipc=pf.ipc_table(ipc_entries),
     spectra=spectra,
-    slopes=pf.spectrum_slopes(spectra, tuple(p.spectra.get("band", (0.05, 0.8)))),
+    slopes=pf.spectrum_slopes(spectra, tuple(p.spectra["band"])),
 )
 out = snakemake.output
 points = pf.draw_all(tables, Path(out.accuracy_png).parent, highlight=gen, names=p.names)

@@ -4,12 +4,10 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
 from synth2real.figures.run_info import config_yaml, software_versions  # noqa: E402
-from synth2real.shards import atomic_output  # noqa: E402
+from synth2real.io import atomic_write_bytes, write_csv_atomic  # noqa: E402
 
-with atomic_output(snakemake.output.config) as fh:
-    fh.write(config_yaml(snakemake.params.config).encode())
+atomic_write_bytes(snakemake.output.config, config_yaml(snakemake.params.config).encode())
 versions = software_versions(snakemake.params.envs)
 write_csv_atomic(versions, snakemake.output.versions)
 log.info("%d versions", len(versions))

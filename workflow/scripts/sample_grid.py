@@ -14,7 +14,7 @@ sample_grid(
     load_split(list(snakemake.input.real)),
     load_split(list(snakemake.input.synth)),
     names,
-    cfg["figures"].get("samples_per_class", 4),
+    cfg["figures"]["samples_per_class"],
     snakemake.wildcards.synth,
     snakemake.output.png[:-4],
 )

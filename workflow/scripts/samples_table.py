@@ -12,8 +12,8 @@ cfg = snakemake.params.config
 sources = snakemake.params.sources
 wc = snakemake.wildcards
 names = [c["class_name"] for c in class_table(cfg)]
-per_class = cfg["figures"].get("table_samples_per_class", 1)
-labels = table_classes(len(names), cfg["figures"].get("table_classes", 8))
+per_class = cfg["figures"]["table_samples_per_class"]
+labels = table_classes(len(names), cfg["figures"]["table_classes"])
 by_generator = "generator" not in wc.keys()  # noqa: SIM118 - Wildcards has no __contains__ by key
 rows = table_rows(
     list(sources), snakemake.params.registry, snakemake.params.synthetic, by_generator

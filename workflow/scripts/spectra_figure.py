@@ -6,10 +6,10 @@ log = script_setup.init(snakemake)
 
 import pandas as pd  # noqa: E402
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
+from synth2real.io import write_csv_atomic  # noqa: E402
 from synth2real.metrics.spectra import fit_power_law, plot_spectra  # noqa: E402
 
-band = tuple(snakemake.params.spectra.get("band", (0.05, 0.8)))
+band = tuple(snakemake.params.spectra["band"])
 frames = [pd.read_csv(p) for p in snakemake.input]
 spectra = {f.dataset.iloc[0]: (f.frequency.to_numpy(), f.amplitude.to_numpy()) for f in frames}
 plot_spectra(spectra, snakemake.output.png, snakemake.output.pdf, reference="real", band=band)

@@ -6,14 +6,14 @@ log = script_setup.init(snakemake)
 
 import pandas as pd  # noqa: E402
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
+from synth2real.io import write_csv_atomic  # noqa: E402
 from synth2real.metrics.spectra import dataset_spectrum  # noqa: E402
 
 opts = snakemake.params.spectra
 freqs, amps = dataset_spectrum(
     shard_paths=list(snakemake.input),
-    n_bins=opts.get("n_bins", 64),
-    max_images=opts.get("max_images", 2000),
+    n_bins=opts["n_bins"],
+    max_images=opts["max_images"],
 )
 frame = pd.DataFrame(
     {"dataset": snakemake.wildcards.dataset, "frequency": freqs, "amplitude": amps}

@@ -48,12 +48,22 @@ def n_shards(n_rows: int, shard_size: int) -> int:
     return max(1, math.ceil(n_rows / shard_size))
 
 
-def read_classes(path: str | Path) -> list[dict[str, str]]:
-    """The class subset TSV (columns ``wnid``, ``name``), in label order."""
+def read_classes(
+    path: str | Path, id_column: str = "wnid", name_column: str = "name"
+) -> list[dict[str, str]]:
+    """The rows of a class table, in label order: the one reader of class files.
+
+    ``data.classes`` is a TSV with columns ``wnid`` and ``name``; a ``.csv`` suffix reads
+    comma-separated values, and other column names can be asked for (the captioning CLI's
+    ``--classes`` accepts any class table).
+    """
+    delimiter = "," if str(path).endswith(".csv") else "\t"
     with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
-    if not rows or not {"wnid", "name"} <= set(rows[0]):
-        raise ConfigError(f"data.classes: {path} must be a TSV with columns wnid and name")
+        rows = list(csv.DictReader(fh, delimiter=delimiter))
+    if not rows or not {id_column, name_column} <= set(rows[0]):
+        raise ConfigError(
+            f"data.classes: {path} must be a table with columns {id_column} and {name_column}"
+        )
     return rows
 
 

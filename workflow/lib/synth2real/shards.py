@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+
+from synth2real.io import write_table_atomic
 
 #: Columns every shard must carry. Extra columns (generator settings, guidance, ...) are kept.
 REQUIRED_COLUMNS: tuple[str, ...] = ("image", "label", "class_id", "prompt", "seed", "source_id")
@@ -65,69 +64,6 @@ def make_table(columns: Mapping[str, Sequence[object]]) -> pa.Table:
         name: pa.array(list(values), type=_TYPES.get(name)) for name, values in columns.items()
     }
     return pa.table(arrays)
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """Open a binary file that appears at ``path`` whole, or not at all.
-
-    Where the filesystem supports it (Linux ``O_TMPFILE``: ext4, xfs, btrfs, tmpfs), the data
-    goes to an *unnamed* file in the target directory, which is linked into place only once it
-    is complete and fsynced. A writer killed even by SIGKILL leaves nothing behind: the kernel
-    frees the unnamed file. Elsewhere (e.g. NFS) it falls back to a dot-named temp file, which
-    the next writer of the same path removes (:func:`remove_stale_temps`).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    fd = -1
-    if hasattr(os, "O_TMPFILE"):
-        try:
-            fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o644)
-        except OSError:
-            fd = -1
-    named = None
-    if fd < 0:
-        fd, named = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-            if named is None:
-                _, named = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-                os.unlink(named)
-                _link_unnamed(fh.fileno(), Path(named))
-        os.replace(named, path)
-    except BaseException:
-        if named is not None:
-            Path(named).unlink(missing_ok=True)
-        raise
-
-
-def _link_unnamed(fd: int, target: Path) -> None:
-    """Give an O_TMPFILE file a name. A non-default dir fd makes CPython call linkat()
-    with AT_SYMLINK_FOLLOW, which resolves the /proc fd link (plain link() would not)."""
-    dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.link(f"/proc/self/fd/{fd}", target.name, dst_dir_fd=dir_fd, follow_symlinks=True)
-    finally:
-        os.close(dir_fd)
-
-
-def remove_stale_temps(path: str | os.PathLike[str]) -> None:
-    """Delete temp files that a killed writer of ``path`` left (fallback mode only)."""
-    path = Path(path)
-    if path.parent.is_dir():
-        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-
-
-def write_table_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
-    """Write any Arrow table as Parquet to ``path``, whole or not at all."""
-    with atomic_output(path) as fh:
-        pq.write_table(table, fh, compression="zstd", write_statistics=False)
-    return Path(path)
 
 
 def write_shard(

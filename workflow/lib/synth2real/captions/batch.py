@@ -37,7 +37,8 @@ from synth2real.captions.core import (
     redact,
 )
 from synth2real.captions.online import classify_exception
-from synth2real.captions.store import CaptionJournal, atomic_write_json, read_json
+from synth2real.captions.store import CaptionJournal, read_json
+from synth2real.io import atomic_write_json
 
 log = logging.getLogger("synth2real.captions.runner")
 

@@ -4,16 +4,16 @@ The paper's "detailed captions" condition prompts each generator with ``"[class 
 [caption]"``, where the caption comes from recaptioning the real training image with
 GPT-4.1-nano. This module turns real-data shards into a caption table:
 
-* every caption is journaled durably the moment it arrives (see :mod:`captions_store`), so a
+* every caption is journaled durably the moment it arrives (see :mod:`.store`), so a
   killed run loses nothing already paid for, and a rerun asks only for what is missing;
 * ``mode="online"`` sends concurrent requests with its own retry budget
-  (:mod:`captions_online`), ``mode="batch"`` uses the half-price Batch API and resumes its
-  batches after a restart (:mod:`captions_batch`);
+  (:mod:`.online`), ``mode="batch"`` uses the half-price Batch API and resumes its
+  batches after a restart (:mod:`.batch`);
 * images that still have no usable caption when their retries run out are written to a
   failures report, never dropped;
 * :func:`dry_run` estimates requests, tokens and dollars before anything is sent
-  (:mod:`captions_cost`); :mod:`captions_prompts` builds the generator prompts and counts
-  those CLIP would truncate.
+  (:mod:`.cost`); :mod:`.prompts` counts the generator prompts
+  CLIP would truncate.
 
 The API key is read from ``OPENAI_API_KEY`` only, and never stored in settings, tables or logs.
 """
@@ -21,7 +21,6 @@ The API key is read from ``OPENAI_API_KEY`` only, and never stored in settings, 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import os
@@ -47,14 +46,9 @@ from synth2real.captions.core import (
 )
 from synth2real.captions.cost import CostEstimate, estimate_cost, sample_image_sizes
 from synth2real.captions.online import caption_online
-from synth2real.captions.prompts import (
-    caption_prompts,
-    load_class_names,
-    load_clip_tokenizer,
-    prompt_token_stats,
-)
-from synth2real.captions.store import CaptionJournal, atomic_write_bytes
-from synth2real.shards import write_table_atomic
+from synth2real.captions.prompts import load_clip_tokenizer, prompt_token_stats
+from synth2real.captions.store import CaptionJournal
+from synth2real.io import write_csv_atomic, write_table_atomic
 
 __all__ = [
     "INSTRUCTION_PRESETS",
@@ -66,11 +60,9 @@ __all__ = [
     "CostEstimate",
     "Prices",
     "caption_images",
-    "caption_prompts",
     "dry_run",
     "index_images",
     "iter_images",
-    "load_class_names",
     "load_clip_tokenizer",
     "make_client",
     "prompt_token_stats",
@@ -332,9 +324,7 @@ def write_failures(failures: Sequence[Failure], path: str | os.PathLike[str]) ->
         [[f.image_id, f.class_id, f.reason, f.attempts, f.detail] for f in failures],
         columns=list(FAILURE_COLUMNS),
     )
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False)
-    return atomic_write_bytes(path, buf.getvalue().encode())
+    return write_csv_atomic(frame, path)
 
 
 def read_captions(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from synth2real.shards import atomic_output
+from synth2real.io import fsync_dir
 
 log = logging.getLogger("synth2real.captions.runner")
 
@@ -96,7 +96,7 @@ class CaptionJournal:
             fcntl.flock(fd, fcntl.LOCK_UN)
         self._fd = fd
         if created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
     def _repair_tail(self, fd: int) -> None:
         """Cut a torn last line (no newline at the end) left by a killed writer."""
@@ -127,15 +127,7 @@ class CaptionJournal:
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record durably (single write + fsync) before returning."""
-        if self._fd is None:
-            self.open()
-        assert self._fd is not None
-        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode()
-        view = memoryview(line)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        os.fsync(self._fd)
+        self.append_many([record])
 
     def append_many(self, records: Iterable[dict[str, Any]]) -> int:
         """Append several records with one fsync at the end (used when a batch is collected)."""
@@ -168,38 +160,9 @@ class CaptionJournal:
         self.close()
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write a file whole or not at all (temp file in the same directory + fsync + rename)."""
-    path = Path(path)
-    with atomic_output(path) as fh:
-        fh.write(data)
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON (state files, reports)."""
-    text = json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    return atomic_write_bytes(path, text.encode())
-
-
 def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:
     """Read a JSON file, or return ``default`` when it does not exist."""
     path = Path(path)
     if not path.exists():
         return default
     return json.loads(path.read_text())
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename or a new file durable by syncing its directory (best effort)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

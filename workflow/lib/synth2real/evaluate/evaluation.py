@@ -10,18 +10,11 @@ from typing import Any
 import pandas as pd
 
 from synth2real.grid import REAL
+from synth2real.io import write_csv_atomic
 
 #: The summary's columns, in order: an interface other tools read.
 SUMMARY_COLUMNS = ["train_dataset", "probe", "arch", "test_dataset", "top1"]
 DISTRIBUTION_COLUMNS = ["dataset", "precision", "recall", "density", "coverage"]
-
-
-def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write a CSV whole or not at all (see :func:`synth2real.shards.atomic_output`)."""
-    from synth2real.shards import atomic_output
-
-    with atomic_output(path) as fh:
-        fh.write(frame.to_csv(index=False).encode())
 
 
 def evaluate_to_csv(

@@ -66,6 +66,28 @@ def read_csvs(paths: Sequence[str | os.PathLike[str]], columns: Sequence[str]) -
     return pd.concat(frames, ignore_index=True)
 
 
+def run_tables(inputs: Any, params: Any) -> FigureTables:
+    """The run's :class:`FigureTables` from a job's named inputs and params (Snakemake's).
+
+    Inputs ``results``, ``distribution``, ``clipscore`` and ``ipc`` (and ``slopes`` where the
+    job declares it); params ``registry``, ``synthetic``, ``probes``, ``rgb_archs`` and
+    ``reference_arch``. One home for what the figures and the results Markdown both read.
+    """
+    slopes = getattr(inputs, "slopes", None)
+    return FigureTables(
+        results=pd.read_csv(inputs.results),
+        distribution=pd.read_csv(inputs.distribution),
+        registry=params.registry,
+        synthetic=params.synthetic,
+        probes=params.probes,
+        rgb_archs=params.rgb_archs,
+        reference_arch=params.reference_arch,
+        clipscore=read_csvs(list(inputs.clipscore), CLIPSCORE_COLUMNS),
+        ipc=read_csvs(list(inputs.ipc), IPC_COLUMNS),
+        **({"slopes": pd.read_csv(slopes)} if slopes else {}),
+    )
+
+
 def existing(paths: Sequence[str]) -> list[str]:
     """The paths that exist now: other generators' results a page draws as grey context.
 
@@ -235,7 +257,7 @@ def write_page(
     which makes a page built before the others finished readable for what it is.
     """
     from synth2real.figures.plots import results_markdown
-    from synth2real.shards import atomic_output
+    from synth2real.io import atomic_output
 
     spec = t.registry.get(generator, {})
     path = Path(path)

@@ -19,9 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from synth2real.evaluate.evaluation import write_csv_atomic  # noqa: E402
 from synth2real.grid import REAL  # noqa: E402
-from synth2real.shards import atomic_output  # noqa: E402
+from synth2real.io import atomic_output, write_csv_atomic  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="paper")
 

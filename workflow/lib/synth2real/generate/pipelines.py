@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from synth2real.io import remove_stale_temps
 from synth2real.registry import RegistryError, download_patterns
 from synth2real.shards import encode_png, write_shard
 
@@ -292,13 +293,6 @@ def _as_rows(rows: pa.Table | Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     return [dict(r) for r in rows]
 
 
-def _remove_stale_temps(out: Path) -> None:
-    """Delete temp files that a killed writer of this very shard left behind."""
-    if out.parent.is_dir():
-        for tmp in out.parent.glob(f".{out.name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-
-
 def _skipped(out: Path, batch_size: int) -> dict[str, Any]:
     """:func:`generate_shard`'s result for a shard that is already complete."""
     return {
@@ -383,7 +377,7 @@ def generate_shard(
     out = Path(out_path)
     if out.exists():
         return _skipped(out, batch_size)
-    _remove_stale_temps(out)
+    remove_stale_temps(out)  # free a killed writer's disk before hours of generation
 
     table_rows = _checked_rows(rows, out)
     res = int(spec["resolution"])

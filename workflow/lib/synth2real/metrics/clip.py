@@ -1,4 +1,4 @@
-"""CLIP ViT-L/14 features, per-class PRDC and CLIPScore for shard datasets.
+"""CLIP ViT-L/14 features and CLIPScore for shard datasets.
 
 The paper measures density/coverage in the embedding space of CLIP ViT-L/14's image tower
 (the projected image embedding, 768-d, not normalised: what ``clip.encode_image`` returns in
@@ -9,18 +9,17 @@ to a local directory and exercise the very same code path as the real model.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from synth2real.shards import atomic_output, decode_png, read_shard
+from synth2real.captions.prompts import CLIP_MAX_TOKENS, prompt_token_counts
+from synth2real.shards import decode_png, read_shard
 
 __all__ = [
     "ClipBundle",
@@ -29,17 +28,9 @@ __all__ = [
     "extract_features",
     "image_features",
     "load_clip",
-    "load_features",
-    "per_class_prdc",
-    "save_features",
     "shard_clip_scores",
     "text_features",
 ]
-
-#: The hub id of the paper's feature extractor.
-DEFAULT_CLIP = "openai/clip-vit-large-patch14"
-#: CLIP's text context: longer captions are truncated (the fraction is worth reporting).
-CLIP_MAX_TOKENS = 77
 
 
 @dataclass
@@ -60,15 +51,15 @@ class ClipBundle:
 
 
 def load_clip(
-    name_or_path: str | os.PathLike[str] = DEFAULT_CLIP,
+    name_or_path: str | os.PathLike[str],
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
 ) -> ClipBundle:
     """Load a CLIP model, image processor and tokenizer from a hub id or a local directory.
 
-    The single loading function of the CLIP family: real runs pass the hub id (or a
-    pre-fetched directory under ``resources/``), tests pass a directory holding a tiny
-    random-weight model of the same classes. ``dtype`` defaults to float32 (features are
+    The single loading function of the CLIP family: real runs pass ``metrics.clip_model`` (a
+    hub id, or a pre-fetched directory under ``resources/``), tests pass a directory holding a
+    tiny random-weight model of the same classes. ``dtype`` defaults to float32 (features are
     compared across runs and devices, so no silent half precision).
     """
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
@@ -170,68 +161,6 @@ def extract_features(
     return np.concatenate(feats).astype(np.float32), np.concatenate(labels)
 
 
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    with atomic_output(path) as fh:
-        np.save(fh, array, allow_pickle=False)
-
-
-def save_features(
-    features_path: str | os.PathLike[str],
-    labels_path: str | os.PathLike[str],
-    features: np.ndarray,
-    labels: np.ndarray,
-) -> None:
-    """Write features and labels as two .npy files, each whole or not at all (temp + rename).
-
-    Labels are written first, so a present features file always has its labels beside it.
-    """
-    if len(features) != len(labels):
-        raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
-    _save_npy_atomic(Path(labels_path), np.asarray(labels, dtype=np.int64))
-    _save_npy_atomic(Path(features_path), np.asarray(features, dtype=np.float32))
-
-
-def load_features(
-    features_path: str | os.PathLike[str], labels_path: str | os.PathLike[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read what :func:`save_features` wrote."""
-    return np.load(features_path), np.load(labels_path)
-
-
-def per_class_prdc(
-    real_feats: np.ndarray,
-    real_labels: np.ndarray,
-    fake_feats: np.ndarray,
-    fake_labels: np.ndarray,
-    nearest_k: int = 5,
-    distance: str = "euclidean",
-    **engine_kwargs: object,
-) -> list[dict[str, float | int]]:
-    """PRDC of each class's fake features against the same class's real features.
-
-    Shows *which* classes collapse (high density, low coverage) or drift (both low). A class
-    with at most ``nearest_k`` samples on either side has no k-th neighbour: its metrics are
-    NaN and ``skipped`` is 1, rather than the class silently vanishing from the table.
-    """
-    from synth2real.metrics.prdc import compute_prdc
-
-    real_labels = np.asarray(real_labels)
-    fake_labels = np.asarray(fake_labels)
-    rows: list[dict[str, float | int]] = []
-    for label in np.union1d(real_labels, fake_labels):
-        r = real_feats[real_labels == label]
-        f = fake_feats[fake_labels == label]
-        row: dict[str, float | int] = {"label": int(label), "n_real": len(r), "n_fake": len(f)}
-        if min(len(r), len(f)) <= nearest_k:
-            row.update(dict.fromkeys(("precision", "recall", "density", "coverage"), math.nan))
-            row["skipped"] = 1
-        else:
-            row.update(compute_prdc(r, f, nearest_k, distance=distance, **engine_kwargs))
-            row["skipped"] = 0
-        rows.append(row)
-    return rows
-
-
 def clip_scores(
     bundle: ClipBundle,
     images: Sequence[np.ndarray | Image.Image],
@@ -288,8 +217,5 @@ def caption_overflow_fraction(
     Detailed captions often exceed CLIP's context, so CLIPScore only sees their beginning;
     reporting this fraction keeps that caveat next to the score.
     """
-    captions = list(captions)
-    if not captions:
-        return 0.0
-    ids = tokenizer(captions, truncation=False)["input_ids"]
-    return float(np.mean([len(x) > max_tokens for x in ids]))
+    counts = prompt_token_counts(list(captions), tokenizer)
+    return float(np.mean([n > max_tokens for n in counts])) if counts else 0.0

@@ -13,18 +13,22 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from synth2real.shards import atomic_output, load_split
+from synth2real.io import atomic_output
+from synth2real.shards import load_split
 from synth2real.train.architectures import features as penultimate
 from synth2real.train.checkpoint import load_classifier, load_eval_transform
 
 
 def save_features(path: str | os.PathLike[str], features: np.ndarray, labels: np.ndarray) -> None:
     """Write features and labels to ``path`` (.npz), whole or not at all."""
+    if len(features) != len(labels):
+        raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
     with atomic_output(path) as fh:
         np.savez(fh, features=features.astype(np.float32), labels=labels.astype(np.int64))
 
 
 def load_features(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Features (N, D) float32 and labels (N,) int64, as :func:`save_features` wrote them."""
     with np.load(path) as blob:
         return blob["features"], blob["labels"]
 

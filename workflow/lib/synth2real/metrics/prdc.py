@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-__all__ = ["compute_prdc", "default_chunk_size"]
+__all__ = ["compute_prdc", "default_chunk_size", "per_class_prdc"]
 
 _U32 = 2.0**-24
 _U64 = 2.0**-53
@@ -104,6 +104,38 @@ def compute_prdc(
             return engine.run()
         finally:
             engine.close()
+
+
+def per_class_prdc(
+    real_feats: np.ndarray,
+    real_labels: np.ndarray,
+    fake_feats: np.ndarray,
+    fake_labels: np.ndarray,
+    nearest_k: int = 5,
+    distance: str = "euclidean",
+    **engine_kwargs: object,
+) -> list[dict[str, float | int]]:
+    """PRDC of each class's fake features against the same class's real features.
+
+    Shows *which* classes collapse (high density, low coverage) or drift (both low). A class
+    with at most ``nearest_k`` samples on either side has no k-th neighbour: its metrics are
+    NaN and ``skipped`` is 1, rather than the class silently vanishing from the table.
+    """
+    real_labels = np.asarray(real_labels)
+    fake_labels = np.asarray(fake_labels)
+    rows: list[dict[str, float | int]] = []
+    for label in np.union1d(real_labels, fake_labels):
+        r = real_feats[real_labels == label]
+        f = fake_feats[fake_labels == label]
+        row: dict[str, float | int] = {"label": int(label), "n_real": len(r), "n_fake": len(f)}
+        if min(len(r), len(f)) <= nearest_k:
+            row.update(dict.fromkeys(("precision", "recall", "density", "coverage"), math.nan))
+            row["skipped"] = 1
+        else:
+            row.update(compute_prdc(r, f, nearest_k, distance=distance, **engine_kwargs))
+            row["skipped"] = 0
+        rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------------------------

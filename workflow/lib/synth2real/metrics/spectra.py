@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synth2real.shards import atomic_output, decode_png, read_shard
+from synth2real.io import atomic_output
+from synth2real.shards import decode_png, read_shard
 
 __all__ = [
     "amplitude_spectrum",
@@ -56,7 +57,7 @@ def _radial_bins(shape: tuple[int, int], n_bins: int) -> tuple[np.ndarray, np.nd
 
 
 def amplitude_spectrum(
-    image: np.ndarray, n_bins: int = 64, window: str | None = None
+    image: np.ndarray, n_bins: int, window: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Radially averaged ``|FFT|`` of an image's luminance: (frequencies, amplitudes).
 
@@ -82,9 +83,10 @@ def amplitude_spectrum(
 def dataset_spectrum(
     images: Iterable[np.ndarray] | None = None,
     shard_paths: Sequence[str | os.PathLike[str]] | None = None,
-    n_bins: int = 64,
+    *,
+    n_bins: int,
+    max_images: int | None,
     window: str | None = None,
-    max_images: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean radial amplitude spectrum over a dataset's images (given directly or as shards).
 
@@ -113,14 +115,12 @@ def _shard_images(paths: Sequence[str | os.PathLike[str]]) -> Iterable[np.ndarra
             yield decode_png(data)
 
 
-def fit_power_law(
-    freqs: np.ndarray, amps: np.ndarray, band: tuple[float, float] = (0.05, 0.8)
-) -> float:
+def fit_power_law(freqs: np.ndarray, amps: np.ndarray, band: tuple[float, float]) -> float:
     """Slope ``alpha`` of ``amps ~ freqs^-alpha`` by least squares in log-log space.
 
     Only bins with ``band[0] <= f <= band[1]`` (Nyquist-normalised) and a positive, finite
     amplitude enter the fit; the lowest bins are few coefficients (noisy) and the highest
-    are where demosaicing and JPEG traces live, hence the default band.
+    are where demosaicing and JPEG traces live, hence a band (``metrics.spectra.band``).
     """
     f = np.asarray(freqs, dtype=np.float64)
     a = np.asarray(amps, dtype=np.float64)
@@ -135,8 +135,8 @@ def plot_spectra(
     spectra: Mapping[str, tuple[np.ndarray, np.ndarray]],
     path_png: str | os.PathLike[str],
     path_pdf: str | os.PathLike[str],
+    band: tuple[float, float] | None,
     reference: str = "real",
-    band: tuple[float, float] | None = (0.05, 0.8),
 ) -> None:
     """Log-log plot of every dataset's mean spectrum beside the reference (real) one.
 

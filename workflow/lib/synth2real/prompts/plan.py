@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from synth2real.data import digits
 from synth2real.grid import read_classes
-from synth2real.prompts.tables import DEFAULT_CLASS_TEMPLATE, caption_prompts, class_name_prompts
+from synth2real.prompts.tables import caption_prompts, class_name_prompts
 
 
 def class_table(config: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -22,9 +22,16 @@ def class_table(config: Mapping[str, Any]) -> list[dict[str, Any]]:
             {"class_id": name, "class_name": name, "label": i}
             for i, name in enumerate(digits.CLASS_NAMES)
         ]
+    return classes_from_file(data["classes"])
+
+
+def classes_from_file(
+    path: str | os.PathLike[str], id_column: str = "wnid", name_column: str = "name"
+) -> list[dict[str, Any]]:
+    """A class table's rows as ``class_id``/``class_name``/``label`` (label = row order)."""
     return [
-        {"class_id": r["wnid"], "class_name": r["name"], "label": i}
-        for i, r in enumerate(read_classes(data["classes"]))
+        {"class_id": r[id_column], "class_name": r[name_column], "label": i}
+        for i, r in enumerate(read_classes(path, id_column, name_column))
     ]
 
 
@@ -45,7 +52,7 @@ def build_prompt_table(
     """
     classes = class_table(config)
     if prompt_type == "classname":
-        template = config.get("prompts", {}).get("template", DEFAULT_CLASS_TEMPLATE)
+        template = config["prompts"]["template"]
         return class_name_prompts(
             classes, dataset, split, images_per_class, config["seed"], template=template
         )

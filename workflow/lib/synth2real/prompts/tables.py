@@ -21,14 +21,16 @@ it lives, never on shard count or job order.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synth2real.io import write_table_atomic
 from synth2real.seeding import derive_seed
-from synth2real.shards import chunk_rows, write_table_atomic
+from synth2real.shards import chunk_rows
 
 #: The paper's class-name prompt is the bare class name.
 DEFAULT_CLASS_TEMPLATE = "{class_name}"
@@ -119,6 +121,55 @@ def class_name_prompts(
     return _finish(out, dataset, split, base_seed)
 
 
+def caption_prompt_rows(
+    classes: pa.Table | Sequence[Mapping[str, Any]],
+    captions: pa.Table,
+    captions_per_class: int | None = None,
+    template: str = DEFAULT_CAPTION_TEMPLATE,
+) -> list[dict[str, Any]]:
+    """One row per caption kept: ``class_id, label, class_name, image_id, prompt``.
+
+    The single place a caption becomes a prompt: :func:`caption_prompts` repeats these rows
+    into a prompt table, and the CLIP 77-token statistics count these very prompts, so the
+    statistics describe what the generators are given. Per class (in class order), captions
+    are taken in ``image_id`` order (so the choice does not depend on how the captioner wrote
+    its table) and the first ``captions_per_class`` are kept (all if None). Only the caption's
+    ends are stripped: its inner text reaches the generator as the captioner wrote it.
+    """
+    missing = {"image_id", "class_id", "caption"} - set(captions.column_names)
+    if missing:
+        raise PromptError(f"captions table lacks column(s): {', '.join(sorted(missing))}")
+    by_class: dict[str, list[tuple[str, str]]] = {}
+    for r in captions.select(["image_id", "class_id", "caption"]).to_pylist():
+        by_class.setdefault(str(r["class_id"]), []).append((str(r["image_id"]), str(r["caption"])))
+    out = []
+    for c in _classes(classes):
+        caps = sorted(by_class.get(str(c["class_id"]), []))
+        if captions_per_class is not None:
+            if len(caps) < captions_per_class:
+                raise PromptError(
+                    f"class {c['class_id']} has {len(caps)} captions, "
+                    f"{captions_per_class} requested"
+                )
+            caps = caps[:captions_per_class]
+        if not caps:
+            raise PromptError(f"class {c['class_id']} has no captions")
+        for image_id, caption in caps:
+            prompt = template.format(
+                class_name=c["class_name"], class_id=c["class_id"], caption=caption.strip()
+            )
+            out.append(
+                {
+                    "class_id": c["class_id"],
+                    "label": int(c["label"]),
+                    "class_name": c["class_name"],
+                    "image_id": image_id,
+                    "prompt": prompt,
+                }
+            )
+    return out
+
+
 def caption_prompts(
     classes: pa.Table | Sequence[Mapping[str, Any]],
     captions: pa.Table,
@@ -132,54 +183,35 @@ def caption_prompts(
 ) -> pa.Table:
     """Rows from a captions table (``image_id, class_id, caption``): one per caption and repeat.
 
-    Per class, captions are taken in ``image_id`` order (so the choice does not depend on how
-    the captioner wrote its table), the first ``captions_per_class`` are kept (all if None) and
-    each is used ``images_per_caption`` times with different seeds. ``images_per_class``, when
-    given, must equal captions x repeats and guards against a silently short split.
-    ``source_id`` is ``<image_id>/<repeat>``: the real image the caption describes.
+    The captions and prompts are :func:`caption_prompt_rows`'; each is used
+    ``images_per_caption`` times with different seeds. ``images_per_class``, when given, must
+    equal captions x repeats and guards against a silently short split. ``source_id`` is
+    ``<image_id>/<repeat>``: the real image the caption describes.
     """
     if images_per_caption < 1:
         raise PromptError("images_per_caption must be >= 1")
-    missing = {"image_id", "class_id", "caption"} - set(captions.column_names)
-    if missing:
-        raise PromptError(f"captions table lacks column(s): {', '.join(sorted(missing))}")
-    by_class: dict[str, list[tuple[str, str]]] = {}
-    for r in captions.select(["image_id", "class_id", "caption"]).to_pylist():
-        by_class.setdefault(str(r["class_id"]), []).append((str(r["image_id"]), str(r["caption"])))
-
-    out = []
-    for c in _classes(classes):
-        caps = sorted(by_class.get(str(c["class_id"]), []))
-        if captions_per_class is not None:
-            if len(caps) < captions_per_class:
+    rows = caption_prompt_rows(classes, captions, captions_per_class, template)
+    if images_per_class is not None:
+        for class_id, n_caps in Counter(r["class_id"] for r in rows).items():
+            n = n_caps * images_per_caption
+            if n != images_per_class:
                 raise PromptError(
-                    f"class {c['class_id']} has {len(caps)} captions, "
-                    f"{captions_per_class} requested"
+                    f"class {class_id}: {n_caps} captions x {images_per_caption} images = {n}, "
+                    f"but images_per_class is {images_per_class}"
                 )
-            caps = caps[:captions_per_class]
-        if not caps:
-            raise PromptError(f"class {c['class_id']} has no captions")
-        n = len(caps) * images_per_caption
-        if images_per_class is not None and n != images_per_class:
-            raise PromptError(
-                f"class {c['class_id']}: {len(caps)} captions x {images_per_caption} images = {n}, "
-                f"but images_per_class is {images_per_class}"
+    out = []
+    for r in rows:
+        for j in range(images_per_caption):
+            out.append(
+                {
+                    "class_id": r["class_id"],
+                    "label": r["label"],
+                    "class_name": r["class_name"],
+                    "prompt_type": "caption",
+                    "prompt": r["prompt"],
+                    "source_id": f"{r['image_id']}/{j}",
+                }
             )
-        for image_id, caption in caps:
-            prompt = template.format(
-                class_name=c["class_name"], class_id=c["class_id"], caption=caption.strip()
-            )
-            for j in range(images_per_caption):
-                out.append(
-                    {
-                        "class_id": c["class_id"],
-                        "label": int(c["label"]),
-                        "class_name": c["class_name"],
-                        "prompt_type": "caption",
-                        "prompt": prompt,
-                        "source_id": f"{image_id}/{j}",
-                    }
-                )
     return _finish(out, dataset, split, base_seed)
 
 

@@ -17,8 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from synth2real.io import write_table_atomic
 from synth2real.prompts.tables import caption_prompts
-from synth2real.shards import chunk_rows, read_shard, shard_files, write_table_atomic
+from synth2real.shards import chunk_rows, read_shard, shard_files
 
 
 def first_per_class(labels: np.ndarray, n: int) -> np.ndarray:

@@ -179,9 +179,7 @@ def eval_transform(spec: TransformSpec) -> Callable[[torch.Tensor], torch.Tensor
             x = TF.center_crop(x, [size])
         elif size is not None:
             x = TF.center_crop(x, [size])
-        if spec.normalize == "paper":
-            return (x - PAPER_MEAN) / PAPER_STD
-        return normalize(x, "imagenet")
+        return normalize(x, spec.normalize)
 
     return apply
 

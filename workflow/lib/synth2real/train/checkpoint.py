@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from synth2real.shards import atomic_output
+from synth2real.io import atomic_output
 from synth2real.train.architectures import build_model
 from synth2real.train.augment import TransformSpec, eval_transform
 from synth2real.train.recipe import Recipe
