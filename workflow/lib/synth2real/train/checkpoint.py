@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from synth2real.io import atomic_output
+from synth2real.io import atomic_output, write_csv_atomic
 from synth2real.train.architectures import build_model
 from synth2real.train.augment import TransformSpec, eval_transform
 from synth2real.train.recipe import Recipe
@@ -118,8 +118,7 @@ def save_model(
 
 def write_history(history: list[dict[str, float]], path: str | os.PathLike[str]) -> None:
     """Per-epoch log as CSV, written whole or not at all."""
-    with atomic_output(path) as fh:
-        fh.write(pd.DataFrame(history).to_csv(index=False).encode())
+    write_csv_atomic(pd.DataFrame(history), path)
 
 
 def load_eval_transform(

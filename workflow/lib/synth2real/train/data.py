@@ -25,6 +25,7 @@ from synth2real.train.augment import (
     SeededTransform,
     TransformSpec,
     eval_transform,
+    normalize,
     train_transform,
 )
 from synth2real.train.loader import (
@@ -38,12 +39,11 @@ from synth2real.train.loader import (
 )
 from synth2real.train.recipe import Recipe, Runtime
 
-MEAN, STD = 0.5, 0.25
-
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> normalised float (N, 3, H, W)."""
-    return (images.permute(0, 3, 1, 2).float() / 255.0 - MEAN) / STD
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) under the paper normalisation, the one
+    implementation of which lives in :func:`synth2real.train.augment.normalize`."""
+    return normalize(images.permute(0, 3, 1, 2).float() / 255.0, "paper")
 
 
 def augment(x: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> torch.Tensor:
