@@ -1,5 +1,6 @@
 """Every paper figure from a fixture results table: sidecars hold exactly the plotted points."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,9 +8,11 @@ import pandas as pd
 import pytest
 from conftest import make_class_images, write_split
 
+from synth2real import catalog
 from synth2real.figures import paper as pf
 from synth2real.figures.plots import class_grid, pick_samples, results_markdown, table_classes
 
+ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = {
     "g1": {"display_name": "Gen One", "release_date": "2022-03-01",
            "geneval": {"score": 0.40, "source": "paper A"}},
@@ -26,7 +29,7 @@ PROBES = {
     "lowpass": {"transform": "lowpass", "cutoff": 0.2, "archs": ["resnet50"]},
     "highpass": {"transform": "highpass", "cutoff": 0.2, "archs": ["resnet50"]},
 }
-ALL_FIGURES = [*pf.FIGURE_NAMES, *pf.PAGE_ONLY]
+ALL_FIGURES = [f.name for f in catalog.FIGURES]
 
 
 def top1(train, probe, arch, test):
@@ -120,6 +123,46 @@ def read(drawn, name):
 def test_every_figure_written(drawn):
     for name in ALL_FIGURES:
         read(drawn, name)
+
+
+def test_catalog_names_are_the_public_figure_names():
+    """The names are file stems users and tools read: the catalog must not rename any."""
+    assert [f.name for f in catalog.run_figures()] == [
+        "release", "accuracy", "geneval", "clipscore", "ipc", "probes", "frequency_bands",
+        "density_coverage", "transfer",
+    ]  # fmt: skip
+    assert [f.name for f in catalog.page_figures()] == [*ALL_FIGURES]
+    assert ALL_FIGURES[-1] == "spectra"
+    for f in catalog.FIGURES:
+        assert (ROOT / "workflow" / "report" / f.caption).is_file(), f.caption
+
+
+def test_fillable_follows_the_grid():
+    """Each optional figure is fillable exactly when the grid has what it plots."""
+    base = dict(registry={"g": {"geneval": None}}, generators=["g"], prompt_types=["classname"],
+                probes={"rgb": {"transform": "identity"}}, ipc_grid=list)  # fmt: skip
+    always = ["release", "accuracy", "probes", "density_coverage", "transfer", "spectra"]
+    assert catalog.filled(SimpleNamespace(**base)) == always
+    variants = {
+        "geneval": {"registry": {"g": {"geneval": {"score": 0.5, "source": "x"}}}},
+        "clipscore": {"prompt_types": ["classname", "caption"]},
+        "ipc": {"ipc_grid": lambda: [10]},
+        "frequency_bands": {"probes": {"rgb": {"transform": "identity"},
+                                       "lowpass": {"transform": "lowpass"}}},
+    }  # fmt: skip
+    for name, change in variants.items():
+        filled = catalog.filled(SimpleNamespace(**{**base, **change}))
+        assert sorted(filled) == sorted([*always, name]), name
+
+
+def test_page_lists_every_figure_with_its_label(tables, tmp_path):
+    figs = {name: f"{name}.png" for name in ALL_FIGURES}
+    pf.write_page(tmp_path / "page.md", "g2", tables, figs, samples=[], context=["g1"])
+    text = (tmp_path / "page.md").read_text()
+    assert "- Fig. 5: density against coverage, coloured by top-1: ![density_coverage]" in text
+    assert "- Amplitude spectra beside real: ![spectra](figures/spectra.png)" in text
+    positions = [text.index(f"![{name}](figures/{name}.png)") for name in ALL_FIGURES]
+    assert positions == sorted(positions)  # in catalog order
 
 
 def test_release_figure_points(drawn):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from synth2real import catalog
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "config" / "demo.yaml"
 GENERATORS = ["ddpm-cfg1", "ddpm-cfg3", "ddpm-cfg7.5"]
@@ -46,6 +48,10 @@ def test_page_target_runs_only_its_generator(tmp_path, generator):
         for other in others:
             assert other not in files, f"{rule} touches {other}:\n{files}"
     assert rules.count("generator_page") == 1
+    page = next(files for rule, files in listed if rule == "generator_page")
+    for fig in catalog.page_figures():  # every figure of the catalog, its point highlighted
+        for ext in ("png", "pdf", "csv"):
+            assert f"results/demo/generators/{generator}/figures/{fig.name}.{ext}" in page
     # its own data, models, metrics and IPC points ...
     assert rules.count("generate") == 3  # train, val, test of its one dataset
     assert rules.count("train_classifier") == 2 * 4  # real and its dataset, 4 probe models each

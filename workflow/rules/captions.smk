@@ -6,10 +6,10 @@ rule captions:
         shards=get_real_train_shards,
         classes=get_classes_file,
     output:
-        captions=f"{R}/captions/captions.parquet",
-        failures=f"{R}/captions/failures.csv",
+        captions=P.captions(),
+        failures=P.caption_failures(),
     log:
-        f"{R}/logs/captions.log",
+        P.log("captions"),
     localrule: True
     conda:
         "../../envs/captions.yaml"

@@ -6,13 +6,15 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "lib"))
+from synth2real import catalog  # noqa: E402
 from synth2real.grid import REAL, SPLITS, Grid  # noqa: E402
+from synth2real.paths import RunPaths, weights_flag  # noqa: E402
 
 GRID = Grid(config, root=workflow.basedir)
-R = f"results/{config['run']}"
-FREQUENCY_PROBES = [
-    p for p, s in GRID.probes.items() if s["transform"] in ("lowpass", "highpass")
-]
+# Every output path comes from P (synth2real.paths); R, its root, is left for params only.
+P = RunPaths.of_run(config["run"])
+R = P.root
+FREQUENCY_PROBES = catalog.frequency_probes(GRID)
 DEPTH_PROBES = [p for p, s in config["probes"].items() if s["transform"] == "depth"]
 ENV_FILES = sorted(str(p) for p in (Path(workflow.basedir) / "envs").glob("*.yaml"))
 DIGITS_GENERATORS = [
@@ -45,17 +47,14 @@ def threads_for(family):
 
 
 def data_shards(dataset, split):
-    return expand(
-        f"{R}/data/{dataset}/{split}/shard-{{shard}}.parquet",
-        shard=GRID.shard_ids(dataset, split),
-    )
+    return expand(P.data_shard(dataset, split), shard=GRID.shard_ids(dataset, split))
 
 
 def probe_shards(dataset, probe, split):
     """The shards a model on ``probe`` reads: rgb data for identity probes, else probe output."""
     if config["probes"][probe]["transform"] == "identity":
         return data_shards(dataset, split)
-    return [f"{R}/probes/{probe}/{dataset}/{split}"]
+    return [P.probe_view(probe, dataset, split)]
 
 
 def get_train_inputs(wildcards):
@@ -73,17 +72,17 @@ def get_generator_model(wildcards):
     """What a generation job loads: the demo's trained DDPM or downloaded hub weights."""
     gen = GRID.synthetic[wildcards.synth][0]
     if gen in DIGITS_GENERATORS:
-        return f"{R}/generators/digits-ddpm/model"
-    return f"resources/weights/{gen}/.complete"
+        return P.digits_ddpm()
+    return weights_flag(gen)
 
 
 def model_path(m):
-    return f"{R}/models/{m.dataset}/{m.probe}/{m.arch}/model.pt"
+    return P.model(m.dataset, m.probe, m.arch)
 
 
 def eval_path(e):
     m = e.model
-    return f"{R}/eval/{m.dataset}/{m.probe}/{m.arch}/{e.test_dataset}.csv"
+    return P.eval_csv(m.dataset, m.probe, m.arch, e.test_dataset)
 
 
 def get_eval_tables(wildcards=None):
@@ -92,60 +91,44 @@ def get_eval_tables(wildcards=None):
 
 def get_feature_model(wildcards=None):
     if config["metrics"]["feature_extractor"] == "classifier":
-        return f"{R}/models/{REAL}/rgb/{config['reference_arch']}/model.pt"
+        return P.model(REAL, "rgb", config["reference_arch"])
     return []
 
 
 def get_distribution_tables(wildcards=None):
-    return [f"{R}/metrics/distribution/{d}.csv" for d in GRID.synthetic]
+    return [P.distribution(d) for d in GRID.synthetic]
 
 
-# Figure name -> (report category, caption). Categories group the report by the paper's
-# questions; the names are the stems synth2real.figures.paper.draw_all writes.
-FIGURES = {
-    "release": ("Prompt following", "release.rst"),
-    "accuracy": ("Prompt following", "accuracy.rst"),
-    "geneval": ("Prompt following", "geneval.rst"),
-    "clipscore": ("Prompt following", "clipscore.rst"),
-    "ipc": ("Prompt following", "ipc.rst"),
-    "probes": ("Structure and texture", "probes.rst"),
-    "frequency_bands": ("Frequency", "frequency_bands.rst"),
-    "density_coverage": ("Diversity", "density_coverage.rst"),
-    "transfer": ("Transfer asymmetry", "transfer.rst"),
-}
-# Drawn on each generator's page besides FIGURES (the run's own is rule spectra_figure).
-PAGE_FIGURES = {**FIGURES, "spectra": ("Frequency", "spectra.rst")}
+# ---------------------------------------------------------------- the figure catalog
+# Figure names, report categories, captions and fillability: synth2real.catalog.
+# The run's figures (the figures job draws them) and each generator's page's figures.
+FIGURES = [f.name for f in catalog.run_figures()]
+PAGE_FIGURES = [f.name for f in catalog.page_figures()]
 
 
 def fillable(name):
     """Whether this run's grid can put a point on figure ``name``. Every figure is drawn
     (empty ones say why), but only fillable ones go into the report."""
-    if name == "geneval":
-        return any(GRID.registry[g].get("geneval") for g in GRID.generators)
-    if name == "clipscore":
-        return "caption" in GRID.prompt_types
-    if name == "ipc":
-        return bool(GRID.ipc_grid())
-    if name == "frequency_bands":
-        return bool(FREQUENCY_PROBES)
-    return True
+    return catalog.BY_NAME[name].fillable(GRID)
+
+
+def figure_report(path, name, **kwargs):
+    """``path`` as a report item with figure ``name``'s caption, if the grid can fill it."""
+    if not fillable(name):
+        return path
+    fig = catalog.BY_NAME[name]
+    kwargs.setdefault("category", fig.category)
+    return report(path, caption=f"../report/{fig.caption}", **kwargs)
 
 
 def figure_outputs():
     """Named outputs of the figures rule: png (in the report), pdf and csv sidecar per figure."""
     out = {}
-    for name, (category, caption) in FIGURES.items():
-        png = f"{R}/figures/{name}.png"
-        if fillable(name):
-            png = report(png, caption=f"../report/{caption}", category=category)
-        out[f"{name}_png"] = png
-        out[f"{name}_pdf"] = f"{R}/figures/{name}.pdf"
-        out[f"{name}_csv"] = f"{R}/figures/{name}.csv"
+    for fig in catalog.run_figures():
+        out[f"{fig.name}_png"] = figure_report(P.figure(fig.name, "png"), fig.name)
+        out[f"{fig.name}_pdf"] = P.figure(fig.name, "pdf")
+        out[f"{fig.name}_csv"] = P.figure(fig.name, "csv")
     return out
-
-
-def page_dir(generator="{generator}"):
-    return f"{R}/generators/{generator}"
 
 
 def page_outputs():
@@ -153,25 +136,22 @@ def page_outputs():
     point highlighted, its rows, and the page itself. Report category: the generator."""
     out = {}
     category = "Generator {generator}"
-    for name, (_, caption) in PAGE_FIGURES.items():
-        png = f"{page_dir()}/figures/{name}.png"
-        if fillable(name):
-            png = report(
-                png,
-                caption=f"../report/{caption}",
-                category=category,
-                subcategory="Figures",
-            )
-        out[f"{name}_png"] = png
-        out[f"{name}_pdf"] = f"{page_dir()}/figures/{name}.pdf"
-        out[f"{name}_csv"] = f"{page_dir()}/figures/{name}.csv"
+    for fig in catalog.page_figures():
+        out[f"{fig.name}_png"] = figure_report(
+            P.page_figure(fig.name, "png"),
+            fig.name,
+            category=category,
+            subcategory="Figures",
+        )
+        out[f"{fig.name}_pdf"] = P.page_figure(fig.name, "pdf")
+        out[f"{fig.name}_csv"] = P.page_figure(fig.name, "csv")
     out["results"] = report(
-        f"{page_dir()}/results.csv",
+        P.page_results(),
         caption="../report/page_results.rst",
         category=category,
         subcategory="Tables",
     )
-    out["page"] = f"{page_dir()}/page.md"
+    out["page"] = P.page()
     return out
 
 
@@ -191,21 +171,19 @@ def intermediate_targets():
 
 
 def all_targets():
-    targets = [f"{R}/summary.csv", f"{R}/distribution.csv", *intermediate_targets()]
+    targets = [P.summary(), P.distribution_table(), *intermediate_targets()]
     targets += [
-        f"{R}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf", "csv")
+        P.figure(f.name, ext)
+        for f in catalog.run_figures()
+        for ext in ("png", "pdf", "csv")
     ]
-    targets += [f"{R}/figures/samples/{d}.png" for d in GRID.synthetic]
-    targets += [f"{R}/figures/samples_table/{p}.png" for p in GRID.prompt_types]
-    targets += [f"{page_dir(g)}/page.md" for g in GRID.generators]
-    targets += [f"{R}/tables/results.md", f"{R}/report/versions.csv"]
-    targets += [f"{R}/tables/ipc.csv"] if GRID.ipc_grid() else []
-    targets += [f"{R}/figures/spectra.png", f"{R}/tables/spectra.csv"]
-    targets += [
-        f"{R}/metrics/clipscore/{d}.csv"
-        for d, (_, p) in GRID.synthetic.items()
-        if p == "caption"
-    ]
+    targets += [P.samples(d) for d in GRID.synthetic]
+    targets += [P.samples_table(p) for p in GRID.prompt_types]
+    targets += [P.page(g) for g in GRID.generators]
+    targets += [P.results_markdown(), P.run_versions()]
+    targets += get_ipc_table()
+    targets += [P.figure("spectra"), P.spectra_slopes()]
+    targets += get_clipscore_tables()
     return targets
 
 
@@ -298,7 +276,7 @@ def get_generator_names(wildcards=None):
 def get_prompt_inputs(wildcards):
     """Caption prompts read the captions table; class-name prompts need nothing."""
     if GRID.synthetic[wildcards.synth][1] == "caption":
-        return {"captions": f"{R}/captions/captions.parquet"}
+        return {"captions": P.captions()}
     return {}
 
 
@@ -307,11 +285,7 @@ def get_classes_file(wildcards=None):
 
 
 def get_weight_flags(wildcards=None):
-    return [
-        f"resources/weights/{g}/.complete"
-        for g in GRID.generators
-        if g not in DIGITS_GENERATORS
-    ]
+    return [weights_flag(g) for g in GRID.generators if g not in DIGITS_GENERATORS]
 
 
 # ---------------------------------------------------------------- figures, pages, scaling
@@ -320,29 +294,29 @@ def synth_of(generator):
     return [d for d, (g, _) in GRID.synthetic.items() if g == generator]
 
 
-def clipscore_path(d):
-    return f"{R}/metrics/clipscore/{d}.csv"
-
-
 def get_clipscore_tables(wildcards=None):
-    return [clipscore_path(d) for d, (_, p) in GRID.synthetic.items() if p == "caption"]
+    return [P.clipscore(d) for d, (_, p) in GRID.synthetic.items() if p == "caption"]
 
 
 def get_ipc_table(wildcards=None):
-    return [f"{R}/tables/ipc.csv"] if GRID.ipc_grid() else []
+    return [P.ipc_table()] if GRID.ipc_grid() else []
+
+
+def get_spectra_tables(wildcards=None):
+    return [P.spectrum(d) for d in GRID.datasets]
 
 
 def get_figure_inputs(wildcards=None):
     return {
-        "results": f"{R}/tables/results.csv",
-        "distribution": f"{R}/distribution.csv",
+        "results": P.results_table(),
+        "distribution": P.distribution_table(),
         "clipscore": get_clipscore_tables(),
         "ipc": get_ipc_table(),
     }
 
 
 def get_markdown_inputs(wildcards=None):
-    return {**get_figure_inputs(), "slopes": f"{R}/tables/spectra.csv"}
+    return {**get_figure_inputs(), "slopes": P.spectra_slopes()}
 
 
 def figure_params():
@@ -398,8 +372,8 @@ def ipc_eval_path(dataset, ipc):
     it is the main model's own (no extra training); otherwise an IPC model's."""
     arch = config["reference_arch"]
     if dataset in GRID.datasets and ipc == GRID.full_train_ipc(dataset):
-        return f"{R}/eval/{dataset}/{IPC_PROBE}/{arch}/{REAL}.csv"
-    return f"{R}/scaling/eval/{dataset}/ipc{ipc}/{IPC_PROBE}/{arch}/{REAL}.csv"
+        return P.eval_csv(dataset, IPC_PROBE, arch, REAL)
+    return P.ipc_eval(dataset, ipc, IPC_PROBE, arch, REAL)
 
 
 def ipc_entries(generators=None):
@@ -441,7 +415,7 @@ def get_ipc_train_inputs(wildcards):
     if wildcards.dataset in CPC:
         val_of = f"{CPC[wildcards.dataset][0]}-caption"
     return {
-        "train": [f"{R}/scaling/subsets/{wildcards.dataset}/ipc{wildcards.ipc}"],
+        "train": [P.ipc_subset(wildcards.dataset, wildcards.ipc)],
         "val": data_shards(val_of, "val"),
     }
 
@@ -455,10 +429,7 @@ def get_ipc_train_seed(wildcards):
 
 
 def cpc_shards(dataset):
-    return expand(
-        f"{R}/scaling/data/{dataset}/train/shard-{{shard}}.parquet",
-        shard=GRID.shard_ids(dataset, "train"),
-    )
+    return expand(P.cpc_shard(dataset, "train"), shard=GRID.shard_ids(dataset, "train"))
 
 
 def get_cpc_generator_spec(wildcards):
@@ -468,8 +439,8 @@ def get_cpc_generator_spec(wildcards):
 def get_cpc_generator_model(wildcards):
     gen = CPC[wildcards.synth][0]
     if gen in DIGITS_GENERATORS:
-        return f"{R}/generators/digits-ddpm/model"
-    return f"resources/weights/{gen}/.complete"
+        return P.digits_ddpm()
+    return weights_flag(gen)
 
 
 def get_cpc_spec(wildcards):
@@ -493,14 +464,14 @@ def get_page_inputs(wildcards):
     ]
     return {
         "evals": evals,
-        "distribution": [f"{R}/metrics/distribution/{d}.csv" for d in synth_of(g)],
+        "distribution": [P.distribution(d) for d in synth_of(g)],
         "clipscore": [
-            clipscore_path(d) for d in synth_of(g) if GRID.synthetic[d][1] == "caption"
+            P.clipscore(d) for d in synth_of(g) if GRID.synthetic[d][1] == "caption"
         ],
-        "spectra": [f"{R}/metrics/spectra/{d}.csv" for d in page_datasets(g)],
+        "spectra": [P.spectrum(d) for d in page_datasets(g)],
         "ipc": [e["path"] for e in ipc_entries({g, REAL})],
-        "samples": [f"{R}/figures/samples/{d}.png" for d in synth_of(g)],
-        "samples_prompts": f"{R}/figures/samples_prompts/{g}.png",
+        "samples": [P.samples(d) for d in synth_of(g)],
+        "samples_prompts": P.samples_prompts(g),
     }
 
 
@@ -510,7 +481,7 @@ def get_page_context(wildcards):
         "evals": get_eval_tables(),
         "distribution": get_distribution_tables(),
         "clipscore": get_clipscore_tables(),
-        "spectra": [f"{R}/metrics/spectra/{d}.csv" for d in GRID.datasets],
+        "spectra": get_spectra_tables(),
         "ipc": ipc_entries(),
         "own_ipc": ipc_entries({wildcards.generator, REAL}),
     }

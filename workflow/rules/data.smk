@@ -1,9 +1,9 @@
 rule real_data:
     """One shard of the real dataset (digits for the demo, an ImageNet subset for the paper)."""
     output:
-        f"{R}/data/{REAL}/{{split}}/shard-{{shard}}.parquet",
+        P.data_shard(REAL),
     log:
-        f"{R}/logs/real_data/{{split}}/{{shard}}.log",
+        P.log("real_data/{split}/{shard}"),
     conda:
         "../../envs/torch.yaml"
     threads: 1

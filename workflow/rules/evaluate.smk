@@ -1,12 +1,12 @@
 rule evaluate:
     """Top-1/top-5/per-class accuracy of one trained model on one dataset's test split."""
     input:
-        model=f"{R}/models/{{dataset}}/{{probe}}/{{arch}}/model.pt",
+        model=P.model(),
         test=get_test_shards,
     output:
-        f"{R}/eval/{{dataset}}/{{probe}}/{{arch}}/{{test_dataset}}.csv",
+        P.eval_csv(),
     log:
-        f"{R}/logs/evaluate/{{dataset}}/{{probe}}/{{arch}}/{{test_dataset}}.log",
+        P.log("evaluate/{dataset}/{probe}/{arch}/{test_dataset}"),
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("evaluate")
@@ -23,13 +23,13 @@ rule summarize:
         get_eval_tables,
     output:
         summary=report(
-            f"{R}/summary.csv",
+            P.summary(),
             caption="../report/summary.rst",
             category="Tables",
         ),
-        results=f"{R}/tables/results.csv",
+        results=P.results_table(),
     log:
-        f"{R}/logs/summarize.log",
+        P.log("summarize"),
     conda:
         "../../envs/plot.yaml"
     params:

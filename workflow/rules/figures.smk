@@ -5,7 +5,7 @@ rule figures:
     output:
         **figure_outputs(),
     log:
-        f"{R}/logs/figures.log",
+        P.log("figures"),
     conda:
         "../../envs/plot.yaml"
     params:
@@ -21,12 +21,12 @@ rule results_markdown:
         **get_markdown_inputs(),
     output:
         report(
-            f"{R}/tables/results.md",
+            P.results_markdown(),
             caption="../report/results_md.rst",
             category="Tables",
         ),
     log:
-        f"{R}/logs/results_markdown.log",
+        P.log("results_markdown"),
     conda:
         "../../envs/plot.yaml"
     params:
@@ -48,7 +48,7 @@ rule generator_page:
     output:
         **page_outputs(),
     log:
-        f"{R}/logs/generator_page/{{generator}}.log",
+        P.log("generator_page/{generator}"),
     conda:
         "../../envs/plot.yaml"
     params:
@@ -67,15 +67,15 @@ rule samples_table:
         get_samples_table_inputs,
     output:
         png=report(
-            f"{R}/figures/samples_table/{{prompt_type}}.png",
+            P.samples_table(),
             caption="../report/samples_table.rst",
             category="Samples",
             subcategory="By generator",
         ),
-        pdf=f"{R}/figures/samples_table/{{prompt_type}}.pdf",
-        csv=f"{R}/figures/samples_table/{{prompt_type}}.csv",
+        pdf=P.samples_table(ext="pdf"),
+        csv=P.samples_table(ext="csv"),
     log:
-        f"{R}/logs/samples_table/{{prompt_type}}.log",
+        P.log("samples_table/{prompt_type}"),
     wildcard_constraints:
         prompt_type="classname|caption",
     conda:
@@ -95,15 +95,15 @@ rule samples_prompts:
         get_samples_prompts_inputs,
     output:
         png=report(
-            f"{R}/figures/samples_prompts/{{generator}}.png",
+            P.samples_prompts(),
             caption="../report/samples_prompts.rst",
             category="Generator {generator}",
             subcategory="Samples",
         ),
-        pdf=f"{R}/figures/samples_prompts/{{generator}}.pdf",
-        csv=f"{R}/figures/samples_prompts/{{generator}}.csv",
+        pdf=P.samples_prompts(ext="pdf"),
+        csv=P.samples_prompts(ext="csv"),
     log:
-        f"{R}/logs/samples_prompts/{{generator}}.log",
+        P.log("samples_prompts/{generator}"),
     conda:
         "../../envs/plot.yaml"
     params:
@@ -119,17 +119,17 @@ rule run_info:
     """The config and the software versions of this run, for the report."""
     output:
         config=report(
-            f"{R}/report/config.yaml",
+            P.run_config(),
             caption="../report/run_config.rst",
             category="Run",
         ),
         versions=report(
-            f"{R}/report/versions.csv",
+            P.run_versions(),
             caption="../report/run_versions.rst",
             category="Run",
         ),
     log:
-        f"{R}/logs/run_info.log",
+        P.log("run_info"),
     conda:
         "../../envs/plot.yaml"
     params:
@@ -146,15 +146,15 @@ rule sample_grid:
         synth=get_train_shards_of_synth,
     output:
         png=report(
-            f"{R}/figures/samples/{{synth}}.png",
+            P.samples(),
             caption="../report/samples.rst",
             category="Samples",
             subcategory="{synth}",
         ),
-        pdf=f"{R}/figures/samples/{{synth}}.pdf",
-        csv=f"{R}/figures/samples/{{synth}}.csv",
+        pdf=P.samples(ext="pdf"),
+        csv=P.samples(ext="csv"),
     log:
-        f"{R}/logs/sample_grid/{{synth}}.log",
+        P.log("sample_grid/{synth}"),
     conda:
         "../../envs/plot.yaml"
     params:
@@ -166,18 +166,14 @@ rule sample_grid:
 rule spectra_figure:
     """Every dataset's spectrum beside real's, with fitted power-law slopes."""
     input:
-        expand(f"{R}/metrics/spectra/{{dataset}}.csv", dataset=GRID.datasets),
+        get_spectra_tables(),
     output:
-        png=report(
-            f"{R}/figures/spectra.png",
-            caption="../report/spectra.rst",
-            category="Frequency",
-        ),
-        pdf=f"{R}/figures/spectra.pdf",
-        csv=f"{R}/figures/spectra.csv",
-        slopes=f"{R}/tables/spectra.csv",
+        png=figure_report(P.figure("spectra"), "spectra"),
+        pdf=P.figure("spectra", "pdf"),
+        csv=P.figure("spectra", "csv"),
+        slopes=P.spectra_slopes(),
     log:
-        f"{R}/logs/spectra_figure.log",
+        P.log("spectra_figure"),
     conda:
         "../../envs/plot.yaml"
     params:

@@ -3,11 +3,11 @@ rule train_generator:
     input:
         get_real_train_shards,
     output:
-        directory(f"{R}/generators/digits-ddpm/model"),
+        directory(P.digits_ddpm()),
     log:
-        f"{R}/logs/train_generator/digits-ddpm.log",
+        P.log("train_generator/digits-ddpm"),
     benchmark:
-        f"{R}/benchmarks/train_generator/digits-ddpm.tsv"
+        P.benchmark("train_generator/digits-ddpm")
     priority: 50
     conda:
         "../../envs/torch.yaml"
@@ -22,7 +22,7 @@ rule train_generator:
 rule download_weights:
     """Fetch a hub generator's weights (run on a login node with internet; token from HF_TOKEN)."""
     output:
-        touch("resources/weights/{generator}/.complete"),
+        touch(weights_flag()),
     log:
         "logs/download_weights/{generator}.log",
     localrule: True
@@ -37,14 +37,14 @@ rule download_weights:
 rule generate:
     """One synthetic shard: a slice of the prompt table through the generator, seeded per row."""
     input:
-        prompts=f"{R}/prompts/{{synth}}/{{split}}.parquet",
+        prompts=P.prompts(),
         model=get_generator_model,
     output:
-        f"{R}/data/{{synth}}/{{split}}/shard-{{shard}}.parquet",
+        P.data_shard("{synth}"),
     log:
-        f"{R}/logs/generate/{{synth}}/{{split}}/{{shard}}.log",
+        P.log("generate/{synth}/{split}/{shard}"),
     benchmark:
-        f"{R}/benchmarks/generate/{{synth}}/{{split}}/{{shard}}.tsv"
+        P.benchmark("generate/{synth}/{split}/{shard}")
     conda:
         "../../envs/t2i.yaml"
     threads: threads_for("generate")

@@ -4,11 +4,11 @@ rule extract_features:
         shards=get_train_shards_of_dataset,
         model=get_feature_model,
     output:
-        f"{R}/features/{{dataset}}.npz",
+        P.features(),
     log:
-        f"{R}/logs/extract_features/{{dataset}}.log",
+        P.log("extract_features/{dataset}"),
     benchmark:
-        f"{R}/benchmarks/extract_features/{{dataset}}.tsv"
+        P.benchmark("extract_features/{dataset}")
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("extract_features")
@@ -22,15 +22,15 @@ rule extract_features:
 rule distribution:
     """Precision, recall, density and coverage of one synthetic train set against real train."""
     input:
-        real=f"{R}/features/{REAL}.npz",
-        fake=f"{R}/features/{{synth}}.npz",
+        real=P.features(REAL),
+        fake=P.features("{synth}"),
     output:
-        summary=f"{R}/metrics/distribution/{{synth}}.csv",
-        per_class=f"{R}/metrics/distribution/{{synth}}.per_class.csv",
+        summary=P.distribution(),
+        per_class=P.distribution_per_class(),
     log:
-        f"{R}/logs/distribution/{{synth}}.log",
+        P.log("distribution/{synth}"),
     benchmark:
-        f"{R}/benchmarks/distribution/{{synth}}.tsv"
+        P.benchmark("distribution/{synth}")
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("distribution")
@@ -46,12 +46,12 @@ rule gather_distribution:
         get_distribution_tables,
     output:
         report(
-            f"{R}/distribution.csv",
+            P.distribution_table(),
             caption="../report/distribution.rst",
             category="Tables",
         ),
     log:
-        f"{R}/logs/gather_distribution.log",
+        P.log("gather_distribution"),
     conda:
         "../../envs/plot.yaml"
     script:
@@ -63,11 +63,11 @@ rule spectrum:
     input:
         get_train_shards_of_dataset,
     output:
-        f"{R}/metrics/spectra/{{dataset}}.csv",
+        P.spectrum(),
     log:
-        f"{R}/logs/spectrum/{{dataset}}.log",
+        P.log("spectrum/{dataset}"),
     benchmark:
-        f"{R}/benchmarks/spectrum/{{dataset}}.tsv"
+        P.benchmark("spectrum/{dataset}")
     conda:
         "../../envs/torch.yaml"
     params:
@@ -81,11 +81,11 @@ rule clipscore:
     input:
         get_train_shards_of_synth,
     output:
-        f"{R}/metrics/clipscore/{{synth}}.csv",
+        P.clipscore(),
     log:
-        f"{R}/logs/clipscore/{{synth}}.log",
+        P.log("clipscore/{synth}"),
     benchmark:
-        f"{R}/benchmarks/clipscore/{{synth}}.tsv"
+        P.benchmark("clipscore/{synth}")
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("clipscore")

@@ -7,11 +7,11 @@ rule frequency_probe:
     input:
         get_split_shards,
     output:
-        directory(f"{R}/probes/{{fprobe}}/{{dataset}}/{{split}}"),
+        directory(P.probe_view("{fprobe}")),
     log:
-        f"{R}/logs/frequency_probe/{{fprobe}}/{{dataset}}/{{split}}.log",
+        P.log("frequency_probe/{fprobe}/{dataset}/{split}"),
     benchmark:
-        f"{R}/benchmarks/frequency_probe/{{fprobe}}/{{dataset}}/{{split}}.tsv"
+        P.benchmark("frequency_probe/{fprobe}/{dataset}/{split}")
     conda:
         "../../envs/torch.yaml"
     params:
@@ -25,11 +25,11 @@ rule depth_probe:
     input:
         get_split_shards,
     output:
-        directory(f"{R}/probes/{{dprobe}}/{{dataset}}/{{split}}"),
+        directory(P.probe_view("{dprobe}")),
     log:
-        f"{R}/logs/depth_probe/{{dprobe}}/{{dataset}}/{{split}}.log",
+        P.log("depth_probe/{dprobe}/{dataset}/{split}"),
     benchmark:
-        f"{R}/benchmarks/depth_probe/{{dprobe}}/{{dataset}}/{{split}}.tsv"
+        P.benchmark("depth_probe/{dprobe}/{dataset}/{split}")
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("depth_probe")

@@ -3,9 +3,9 @@ rule prompts:
     input:
         unpack(get_prompt_inputs),
     output:
-        f"{R}/prompts/{{synth}}/{{split}}.parquet",
+        P.prompts(),
     log:
-        f"{R}/logs/prompts/{{synth}}/{{split}}.log",
+        P.log("prompts/{synth}/{split}"),
     conda:
         "../../envs/torch.yaml"
     params:

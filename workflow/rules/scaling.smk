@@ -7,11 +7,11 @@
 rule cpc_prompts:
     """Train prompts of a reduced captions-per-class dataset (e.g. 100 captions x 5 images)."""
     input:
-        captions=f"{R}/captions/captions.parquet",
+        captions=P.captions(),
     output:
-        f"{R}/scaling/prompts/{{synth}}.parquet",
+        P.cpc_prompts(),
     log:
-        f"{R}/logs/cpc_prompts/{{synth}}.log",
+        P.log("cpc_prompts/{synth}"),
     wildcard_constraints:
         synth=alternation(CPC),
     conda:
@@ -23,30 +23,22 @@ rule cpc_prompts:
         "../scripts/cpc_prompts.py"
 
 
-rule generate_cpc:
+use rule generate as generate_cpc with:
     """One train shard of a CPC dataset (same generation code and row seeding as `generate`)."""
     input:
-        prompts=f"{R}/scaling/prompts/{{synth}}.parquet",
+        prompts=P.cpc_prompts(),
         model=get_cpc_generator_model,
     output:
-        f"{R}/scaling/data/{{synth}}/{{split}}/shard-{{shard}}.parquet",
+        P.cpc_shard(),
     log:
-        f"{R}/logs/generate_cpc/{{synth}}/{{split}}/{{shard}}.log",
+        P.log("generate_cpc/{synth}/{split}/{shard}"),
     benchmark:
-        f"{R}/benchmarks/generate_cpc/{{synth}}/{{split}}/{{shard}}.tsv"
+        P.benchmark("generate_cpc/{synth}/{split}/{shard}")
     wildcard_constraints:
         synth=alternation(CPC),
         split="train",
-    conda:
-        "../../envs/t2i.yaml"
-    threads: threads_for("generate")
     params:
         spec=get_cpc_generator_spec,
-        shard_size=config["synthetic"]["shard_size"],
-        batch_size=config["synthetic"].get("batch_size", 256),
-        config=config_subset("data", "device"),
-    script:
-        "../scripts/generate.py"
 
 
 rule ipc_subset:
@@ -54,9 +46,9 @@ rule ipc_subset:
     input:
         get_ipc_subset_input,
     output:
-        directory(f"{R}/scaling/subsets/{{dataset}}/ipc{{ipc}}"),
+        directory(P.ipc_subset()),
     log:
-        f"{R}/logs/ipc_subset/{{dataset}}/ipc{{ipc}}.log",
+        P.log("ipc_subset/{dataset}/ipc{ipc}"),
     wildcard_constraints:
         dataset=alternation(SCALING),
         ipc=r"\d+",
@@ -68,58 +60,40 @@ rule ipc_subset:
         "../scripts/ipc_subset.py"
 
 
-rule train_ipc:
+use rule train_classifier as train_ipc with:
     """A classifier on an IPC subset: the main grid's training script and recipe."""
     input:
         unpack(get_ipc_train_inputs),
     output:
-        model=f"{R}/scaling/models/{{dataset}}/ipc{{ipc}}/{{probe}}/{{arch}}/model.pt",
-        history=f"{R}/scaling/models/{{dataset}}/ipc{{ipc}}/{{probe}}/{{arch}}/history.csv",
+        model=P.ipc_model(),
+        history=P.ipc_history(),
     log:
-        f"{R}/logs/train_ipc/{{dataset}}/ipc{{ipc}}/{{probe}}/{{arch}}.log",
+        P.log("train_ipc/{dataset}/ipc{ipc}/{probe}/{arch}"),
     benchmark:
-        f"{R}/benchmarks/train_ipc/{{dataset}}/ipc{{ipc}}/{{probe}}/{{arch}}.tsv"
+        P.benchmark("train_ipc/{dataset}/ipc{ipc}/{probe}/{arch}")
     wildcard_constraints:
         dataset=alternation(SCALING),
         ipc=r"\d+",
         probe=IPC_PROBE,
-    conda:
-        "../../envs/torch.yaml"
-    threads: threads_for("train_classifier")
     params:
-        train=config["train"],
-        arch_kwargs=get_arch_kwargs,
-        num_classes=GRID.num_classes,
         seed=get_ipc_train_seed,
-        probe_transform=get_probe_transform,
-        config=config_subset("device"),
-        checkpoint=f"{R}/scaling/checkpoints/{{dataset}}/ipc{{ipc}}/{{probe}}/{{arch}}.pt",
-    script:
-        "../scripts/train_classifier.py"
+        checkpoint=P.ipc_checkpoint(),
 
 
-rule evaluate_ipc:
+use rule evaluate as evaluate_ipc with:
     """An IPC model on the real test split (the main grid's evaluation script)."""
     input:
-        model=f"{R}/scaling/models/{{dataset}}/ipc{{ipc}}/{{probe}}/{{arch}}/model.pt",
+        model=P.ipc_model(),
         test=get_test_shards,
     output:
-        f"{R}/scaling/eval/{{dataset}}/ipc{{ipc}}/{{probe}}/{{arch}}/{{test_dataset}}.csv",
+        P.ipc_eval(),
     log:
-        f"{R}/logs/evaluate_ipc/{{dataset}}/ipc{{ipc}}/{{probe}}/{{arch}}/{{test_dataset}}.log",
+        P.log("evaluate_ipc/{dataset}/ipc{ipc}/{probe}/{arch}/{test_dataset}"),
     wildcard_constraints:
         dataset=alternation(SCALING),
         ipc=r"\d+",
         probe=IPC_PROBE,
         test_dataset=REAL,
-    conda:
-        "../../envs/torch.yaml"
-    threads: threads_for("evaluate")
-    params:
-        num_classes=GRID.num_classes,
-        config=config_subset("device"),
-    script:
-        "../scripts/evaluate.py"
 
 
 rule gather_ipc:
@@ -127,9 +101,9 @@ rule gather_ipc:
     input:
         get_ipc_eval_tables,
     output:
-        f"{R}/tables/ipc.csv",
+        P.ipc_table(),
     log:
-        f"{R}/logs/gather_ipc.log",
+        P.log("gather_ipc"),
     conda:
         "../../envs/plot.yaml"
     params:

@@ -3,12 +3,12 @@ rule train_classifier:
     input:
         unpack(get_train_inputs),
     output:
-        model=f"{R}/models/{{dataset}}/{{probe}}/{{arch}}/model.pt",
-        history=f"{R}/models/{{dataset}}/{{probe}}/{{arch}}/history.csv",
+        model=P.model(),
+        history=P.history(),
     log:
-        f"{R}/logs/train_classifier/{{dataset}}/{{probe}}/{{arch}}.log",
+        P.log("train_classifier/{dataset}/{probe}/{arch}"),
     benchmark:
-        f"{R}/benchmarks/train_classifier/{{dataset}}/{{probe}}/{{arch}}.tsv"
+        P.benchmark("train_classifier/{dataset}/{probe}/{arch}")
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("train_classifier")

@@ -15,25 +15,10 @@ from typing import Any
 
 import pandas as pd
 
+from synth2real import catalog
 from synth2real.evaluate.evaluation import DISTRIBUTION_COLUMNS, summarize
 from synth2real.figures import plots as figures
 from synth2real.grid import REAL
-
-#: Figure name -> what it shows. The names are file stems under ``figures/`` (run) and
-#: ``generators/<g>/figures/`` (page); the rules' outputs are built from this list.
-FIGURE_NAMES: dict[str, str] = {
-    "accuracy": "Fig. 1 (by generator): Synth→Real top-1 per generator",
-    "release": "Fig. 1: Synth→Real top-1 against release date",
-    "geneval": "Fig. 3 (top): top-1 against GenEval, per architecture",
-    "clipscore": "Fig. 3 (bottom): top-1 against CLIPScore, per architecture",
-    "probes": "Fig. 4: probes (structure, texture, frequency) against RGB",
-    "frequency_bands": "Fig. 4 (right): low-/high-pass against RGB",
-    "density_coverage": "Fig. 5: density against coverage, coloured by top-1",
-    "transfer": "Fig. 6: Real→Synth against Synth→Real",
-    "ipc": "Fig. 7: top-1 against images per class",
-}
-#: Drawn on a generator's page only (the run has its own spectra rule).
-PAGE_ONLY = {"spectra": "Amplitude spectra beside real"}
 
 IPC_COLUMNS = ["dataset", "generator", "variant", "ipc", "arch", "top1"]
 CLIPSCORE_COLUMNS = ["dataset", "clipscore"]
@@ -124,12 +109,13 @@ def draw_all(
     highlight: str | None = None,
     names: Sequence[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Draw ``names`` (default: every figure of :data:`FIGURE_NAMES`) into ``outdir``.
+    """Draw ``names`` (default: every figure of :data:`synth2real.catalog.FIGURES`) into
+    ``outdir``.
 
     Returns each figure's plotted points (also written as ``<name>.csv``).
     """
     outdir = Path(outdir)
-    names = list(names if names is not None else FIGURE_NAMES)
+    names = list(names if names is not None else (f.name for f in catalog.FIGURES))
     display = {g: s.get("display_name", g) for g, s in t.registry.items()}
     order = [g for g in t.registry if g in {gp[0] for gp in t.synthetic.values()}]
     arch = t.reference_arch
@@ -271,8 +257,7 @@ def write_page(
         "Figures (this generator's points in colour):",
         "",
         *[
-            f"- {FIGURE_NAMES.get(n, PAGE_ONLY.get(n, n))}: ![{n}](figures/{f})"
-            for n, f in figures.items()
+            f"- {catalog.BY_NAME[n].label}: ![{n}](figures/{f})" for n, f in figures.items()
         ],  # fmt: skip
         "",
         "Samples:",
