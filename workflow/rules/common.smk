@@ -90,6 +90,29 @@ def get_eval_tables(wildcards=None):
     return [eval_path(e) for e in GRID.evaluations()]
 
 
+def eval_test_sets(synthetic):
+    """The test sets a model is scored on: a synthetic-trained one on real; a real-trained
+    one on real and every synthetic set (the same pairs as GRID.evaluations())."""
+    return [REAL] if synthetic else [REAL, *GRID.synthetic]
+
+
+def eval_outputs(synthetic):
+    """One evaluation job's outputs: a CSV per test set of one model (wildcards dataset,
+    probe, arch), at the paths every consumer reads."""
+    return [
+        f"{R}/eval/{{dataset}}/{{probe}}/{{arch}}/{t}.csv" for t in test_sets(synthetic)
+    ]
+
+
+def get_eval_inputs(wildcards):
+    """The model and, named by test set, each test split it is scored on."""
+    tests = test_sets(wildcards.dataset != REAL)
+    return {
+        "model": model_path(wildcards),
+        **{t: probe_shards(t, wildcards.probe, "test") for t in tests},
+    }
+
+
 def get_feature_model(wildcards=None):
     if config["metrics"]["feature_extractor"] == "classifier":
         return f"{R}/models/{REAL}/rgb/{config['reference_arch']}/model.pt"
