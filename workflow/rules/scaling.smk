@@ -86,6 +86,8 @@ rule train_ipc:
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("train_classifier")
+    resources:
+        slurm_extra=get_train_slurm_extra,
     params:
         train=config["train"],
         arch_kwargs=get_arch_kwargs,
