@@ -137,8 +137,9 @@ if [ "$KILL" != 0 ]; then
     # and another job of the run is running; then submit it again: it must resume.
     after="${SLURM_KILL_AFTER_RULE:-${SLURM_FAULT_RULE:-}}"
     if [ "$FAULT" != 0 ]; then
-        until [ -s "$CANCELLED" ]; do
-            ((SECONDS < deadline)) || die "fault injection never fired"
+        # ... and only once controller 1 has seen the cancelled job fail and resubmitted it.
+        until [ -s "$CANCELLED" ] && grep -q "Trying to restart job" "$SMK_LOG"; do
+            ((SECONDS < deadline)) || die "fault injection never fired or was never retried"
             sleep 1
         done
     fi
