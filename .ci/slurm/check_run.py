@@ -19,7 +19,8 @@ asked, SLURM state), then checks, failing loudly (exit 1) on the first broken on
    CANCELLED, Snakemake restarted it under a new SLURM job id and that attempt finished;
 5. with --killed (controller id|running jobs, from run_stage.sh): no job that finished under
    an earlier controller ran again under a later one, and the jobs that were running when
-   the controller was killed were redone;
+   the controller was killed were redone (unless their own SLURM log shows they ran to the
+   end before the cancel took effect: then Snakemake recorded them complete);
 6. nothing partial is left in the work directory: no file matches --partial-glob (default
    *.tmp, *.tmp.*, *.partial) and .snakemake/incomplete is empty.
 
@@ -37,7 +38,7 @@ from pathlib import Path
 
 RULE_RE = re.compile(r"^(local)?rule (\S+):$")
 FIELD_RE = re.compile(r"^\s+(jobid|wildcards|resources|external_jobid|message|output): (.*)$")
-SUBMIT_RE = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+SUBMIT_RE = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)(?: \(log: (\S+)\))?")
 ARRAY_RE = re.compile(r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)")
 FINISHED_RE = re.compile(r"Finished jobid: (\d+) \(Rule: (\S+)\)")
 RESTART_RE = re.compile(r"Trying to restart job (\d+)\.")
@@ -54,6 +55,7 @@ class Job:
     outputs: tuple[str, ...] = ()
     gpus: int = 0
     slurm_ids: list[str] = field(default_factory=list)
+    slurm_logs: dict[str, str] = field(default_factory=dict)  # SLURM job id -> its log
     finished: bool = False
     errors: list[tuple[str, str]] = field(default_factory=list)  # (external id, message)
     restarted: int = 0
@@ -62,6 +64,19 @@ class Job:
 def fail(msg: str) -> None:
     print(f"[slurm-ci] CHECK FAILED: {msg}", file=sys.stderr)
     sys.exit(1)
+
+
+def record_submit(job: Job, m: re.Match) -> None:
+    job.slurm_ids.append(m.group(2))
+    if m.group(3):
+        job.slurm_logs[m.group(2)] = m.group(3).rstrip(").")
+
+
+def finished_inside(job: Job) -> bool:
+    """Whether the job's last SLURM job ran it to the end (its own Snakemake said so in its
+    SLURM log), e.g. a job that completed in the seconds before its cancel took effect."""
+    log = job.slurm_logs.get(job.slurm_ids[-1]) if job.slurm_ids else None
+    return bool(log) and Path(log).is_file() and "(100%) done" in Path(log).read_text()
 
 
 def parse_log(text: str) -> tuple[dict[int, Job], bool]:
@@ -127,7 +142,7 @@ def parse_log(text: str) -> tuple[dict[int, Job], bool]:
                 if int(jid) in jobs:
                     jobs[int(jid)].slurm_ids.append(f"{m.group(2)}_{task}")
         for regex, action in (
-            (SUBMIT_RE, lambda job, m: job.slurm_ids.append(m.group(2))),
+            (SUBMIT_RE, lambda job, m: record_submit(job, m)),
             (FINISHED_RE, lambda job, m: setattr(job, "finished", True)),
             (RESTART_RE, lambda job, m: setattr(job, "restarted", job.restarted + 1)),
         ):
@@ -204,13 +219,16 @@ def check_resume(logs: list[dict[int, Job]], killed: Path) -> None:
         cut = [j for j in before.values() if set(j.slurm_ids) & running_ids and not j.finished]
         if not cut:
             fail(f"none of the jobs running when controller {ctl} was killed ({running}) is known")
-        missing = sorted(o for j in cut for o in j.outputs if o not in later_outputs)
+        kept = [j for j in cut if not set(j.outputs) & later_outputs]
+        missing = sorted(o for j in kept if not finished_inside(j) for o in j.outputs)
         if missing:
             fail(f"outputs of jobs cut off by the controller kill were not redone: {missing[:5]}")
         print(
-            f"[slurm-ci] ok: controller {ctl} killed with {len(cut)} job(s) running "
-            f"({', '.join(sorted({j.rule for j in cut}))}); the next controller redid them and "
-            f"none of the {sum(j.finished for j in before.values())} finished jobs"
+            f"[slurm-ci] ok: controller {ctl} killed with {len(cut)} job(s) running: "
+            + ", ".join(f"{j.rule} [{j.wildcards or '-'}]" for j in cut)
+            + f"; redone by the next controller: {len(cut) - len(kept)}, finished inside their "
+            f"SLURM job before the cancel took effect (kept): {len(kept)}; none of the "
+            f"{sum(j.finished for j in before.values())} finished jobs redone"
         )
 
 
