@@ -21,6 +21,23 @@ include: "workflow/rules/scaling.smk"
 include: "workflow/rules/figures.smk"
 
 
+# Aggregators (tables, figures, pages, run info) run inside the controller process, not as
+# cluster jobs: each is seconds of CPU work that would otherwise queue as its own SLURM job.
+# (captions, download_weights and weights need the internet: `localrule: True` in the rule.)
+localrules:
+    summarize,
+    gather_distribution,
+    gather_ipc,
+    figures,
+    spectra_figure,
+    sample_grid,
+    samples_table,
+    samples_prompts,
+    generator_page,
+    results_markdown,
+    run_info,
+
+
 report: "workflow/report/workflow.rst"
 
 

@@ -202,7 +202,8 @@ def test_unrelated_config_edits_rerun_only_the_jobs_that_read_them(run_dir, tmp_
     assert counts.get("sample_grid") == len(SYNTH)
     assert counts.get("distribution") == len(SYNTH)
     expensive = {"real_data", "train_generator", "prompts", "generate", "frequency_probe",
-                 "train_classifier", "train_ipc", "evaluate", "extract_features"}  # fmt: skip
+                 "train_classifier", "train_ipc", "evaluate", "evaluate_real_model",
+                 "extract_features"}  # fmt: skip
     assert not expensive & set(counts), counts
 
 

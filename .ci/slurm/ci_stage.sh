@@ -11,8 +11,11 @@ WORK="${SLURM_CI_WORK:-/tmp/synth2real-ci}"
 rm -rf "$WORK"
 mkdir -p "$WORK"
 start=$(date +%s)
+# One CPU more than the machine has: the controller job holds one while it waits on the jobs.
+SLURM_CI_CPUS="${SLURM_CI_CPUS:-$(($(nproc) + 1))}"
+export SLURM_CI_CPUS
 
-echo "== SLURM stage: $CONFIG through profiles/slurm (train_generator cancelled once) =="
+echo "== SLURM stage: $CONFIG through profiles/slurm, controller as a job (train_generator cancelled once, the controller killed and resubmitted) =="
 SLURM_FAULT_RULE="${SLURM_FAULT_RULE:-train_generator}" SLURM_FAULT_MIN_ELAPSED="${SLURM_FAULT_MIN_ELAPSED:-5}" \
   "$HERE/run_stage.sh" all --configfile "$CONFIG" --directory "$WORK/slurm"
 

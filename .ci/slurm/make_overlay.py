@@ -15,7 +15,8 @@ that the real per-rule requests (8 CPUs and 64 GB for a GPU rule) still schedule
 (`threads` caps `set-threads`):
 an int becomes min(value, cap); an expression such as "4000 * attempt" becomes
 "min(4000 * attempt, cap)", so the retry growth stays visible. `mem_mb: auto` means half of
-the node's RealMemory (from `scontrol show node`), so two jobs fit side by side.
+the node's RealMemory (from `scontrol show node`) less the controller job's
+CONTROLLER_MEM_MB, so two jobs fit beside the controller.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CLAMP_KEY = "x-clamp"
+#: Memory of the controller job (run_stage.sh submits it with --mem of this), beside the jobs.
+CONTROLLER_MEM_MB = 1024
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -84,7 +87,7 @@ def resolve_caps(raw: dict) -> dict[str, int]:
         if value == "auto":
             if key != "mem_mb":
                 sys.exit(f"make_overlay: 'auto' is only understood for mem_mb, not {key}")
-            caps[key] = node_real_memory_mb() // 2
+            caps[key] = (node_real_memory_mb() - CONTROLLER_MEM_MB) // 2
         else:
             caps[key] = int(value)
     return caps

@@ -9,15 +9,21 @@
 # or the real reduced demo:
 #   .ci/slurm/run_stage.sh --configfile tests/config/e2e.yaml --directory /tmp/s2r-slurm all
 #
-# Steps: up.sh -> profile = profiles/slurm + .ci/slurm/overlay (make_overlay.py) ->
-# `snakemake --profile <that> SNAKEMAKE_ARGS...` with fault_test.sh cancelling one running
-# job in parallel -> check_run.py (SLURM job ids, GPU requests, the cancelled-and-retried
-# job, no partial output) -> dry run says "Nothing to be done" -> down.sh (always, via trap).
+# Steps: up.sh -> profile = profiles/slurm + .ci/slurm/overlay (make_overlay.py), then the CI
+# site profile .ci/slurm/site (partitions cpu/gpu, no account) -> the controller submitted as
+# a SLURM job (profiles/slurm/controller.sbatch SNAKEMAKE_ARGS...) with fault_test.sh
+# cancelling one running job in parallel -> the controller job itself cancelled mid-run and
+# submitted again -> check_run.py (SLURM job ids, GPU requests and partitions, no account,
+# the cancelled-and-retried job, nothing finished redone after the controller restart, no
+# partial output) -> dry run says "Nothing to be done" -> down.sh (always, via trap).
 #
 # Environment:
 #   SLURM_FAULT_RULE         rule whose running job is cancelled (default: any rule)
 #   SLURM_FAULT_MIN_ELAPSED  cancel only a job running at least this many seconds (default 3)
 #   SLURM_FAULT=0            no fault injection
+#   SLURM_CONTROLLER_KILL=0  do not kill and resubmit the controller
+#   SLURM_KILL_AFTER_RULE    kill the controller once a job of this rule finished (default:
+#                            SLURM_FAULT_RULE, else any rule)
 #   SLURM_STAGE_TIMEOUT      seconds allowed for the snakemake run (default 1080)
 #   SLURM_STAGE_DIR          stage logs, generated profile (default /tmp/synth2real-slurm-stage)
 #   SLURM_STAGE_KEEP_UP=1    leave the cluster running afterwards (debugging)
@@ -36,6 +42,7 @@ STAGE="${SLURM_STAGE_DIR:-/tmp/synth2real-slurm-stage}"
 PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 TIMEOUT="${SLURM_STAGE_TIMEOUT:-1080}"
 FAULT="${SLURM_FAULT:-1}"
+KILL="${SLURM_CONTROLLER_KILL:-1}"
 read -r -a PARTIAL_GLOBS <<<"${SLURM_PARTIAL_GLOBS:-*.tmp *.tmp.* *.partial}"
 
 [ -x "$PYTHON" ] || die "no python at $PYTHON (set PYTHON)"
@@ -60,19 +67,12 @@ done
 
 rm -rf "$STAGE"
 mkdir -p "$STAGE"
-SMK_LOG="$STAGE/snakemake.log"
 CANCELLED="$STAGE/cancelled.txt"
 fault_pid=""
-smk_pid=""
 
 on_exit() {
     local rc=$?
     if [ -n "$fault_pid" ]; then kill "$fault_pid" 2>/dev/null || true; fi
-    if [ -n "$smk_pid" ] && kill -0 "$smk_pid" 2>/dev/null; then
-        kill "$smk_pid" 2>/dev/null || true
-        sleep 2
-        kill -9 "$smk_pid" 2>/dev/null || true
-    fi
     if [ -d "$SLURM_CI_DIR/log" ]; then
         cp -r "$SLURM_CI_DIR/log" "$STAGE/daemon-logs" 2>/dev/null || true
     fi
@@ -93,7 +93,36 @@ t_up=$((SECONDS - t0))
 
 "$PYTHON" "$HERE/make_overlay.py" --out "$STAGE/profile"
 
-: >"$SMK_LOG"
+# The controller runs as a SLURM job (profiles/slurm/controller.sbatch, as the README says),
+# with the stage's profile and then the CI site profile (partitions, no account).
+export SYNTH2REAL_PROFILE="$STAGE/profile" SNAKEMAKE=snakemake
+submit_controller() {
+    sbatch --parsable --chdir "$REPO" --partition cpu --cpus-per-task 1 --mem 1024M \
+        --time "$(((TIMEOUT + 59) / 60))" --output "$STAGE/controller-%j.log" \
+        "$REPO/profiles/slurm/controller.sbatch" --profile "$HERE/site" "$@"
+}
+job_state() { scontrol show job -o "$1" 2>/dev/null | sed -n 's/.* JobState=\([A-Z_]*\).*/\1/p'; }
+# wait_done JOBID: wait until the job has ended (or the stage's deadline); print its state.
+wait_done() {
+    local st
+    while :; do
+        st="$(job_state "$1")"
+        case "$st" in PENDING | RUNNING | COMPLETING | CONFIGURING | SUSPENDED | "") ;; *) break ;; esac
+        ((SECONDS < deadline)) || { echo TIMEOUT; return; }
+        sleep 2
+    done
+    echo "$st"
+}
+deadline=$((SECONDS + TIMEOUT))
+t1=$SECONDS
+
+ctl1="$(submit_controller "$@")"
+SMK_LOG="$STAGE/controller-$ctl1.log"
+say "controller 1: SLURM job $ctl1 (log $SMK_LOG)"
+until [ -e "$SMK_LOG" ]; do
+    ((SECONDS < deadline)) || die "controller $ctl1 never started"
+    sleep 1
+done
 if [ "$FAULT" != 0 ]; then
     "$HERE/fault_test.sh" --record "$CANCELLED" --log "$SMK_LOG" \
         ${SLURM_FAULT_RULE:+--rule "$SLURM_FAULT_RULE"} \
@@ -102,12 +131,43 @@ if [ "$FAULT" != 0 ]; then
     fault_pid=$!
 fi
 
-t1=$SECONDS
-timeout -k 30 "$TIMEOUT" "$PYTHON" -m snakemake --profile "$STAGE/profile" "$@" >"$SMK_LOG" 2>&1 &
-smk_pid=$!
-smk_rc=0
-wait "$smk_pid" || smk_rc=$?
-smk_pid=""
+logs=("$SMK_LOG")
+if [ "$KILL" != 0 ]; then
+    # Kill the controller mid-run, once a job of the fault rule (or any rule) has finished
+    # and another job of the run is running; then submit it again: it must resume.
+    after="${SLURM_KILL_AFTER_RULE:-${SLURM_FAULT_RULE:-}}"
+    if [ "$FAULT" != 0 ]; then
+        # ... and only once controller 1 has seen the cancelled job fail and resubmitted it.
+        until [ -s "$CANCELLED" ] && grep -q "Trying to restart job" "$SMK_LOG"; do
+            ((SECONDS < deadline)) || die "fault injection never fired or was never retried"
+            sleep 1
+        done
+    fi
+    until grep -q "Finished jobid: [0-9]* (Rule: ${after:-[a-z_]*})" "$SMK_LOG"; do
+        [ "$(job_state "$ctl1")" = RUNNING ] || die "controller $ctl1 ended before the kill"
+        ((SECONDS < deadline)) || die "no job of ${after:-any rule} finished"
+        sleep 1
+    done
+    run_id="$(sed -n 's/.*SLURM run ID: \([^ ]*\).*/\1/p' "$SMK_LOG" | head -n1)"
+    running=""
+    while [ -z "$running" ]; do
+        ((SECONDS < deadline)) || die "no running job to kill the controller beside"
+        sleep 1
+        running="$(squeue -h -t RUNNING --name "$run_id" -o '%i:%k' 2>/dev/null | xargs)"
+    done
+    scancel "$ctl1"
+    say "killed controller $ctl1 while these ran: $running"
+    echo "$ctl1|$running" >"$STAGE/controller_killed.txt"
+    say "controller 1 ended: $(wait_done "$ctl1")"
+    ctl2="$(submit_controller "$@")"
+    logs+=("$STAGE/controller-$ctl2.log")
+    say "controller 2: SLURM job $ctl2 (log ${logs[-1]})"
+    st="$(wait_done "$ctl2")"
+    grep -E "cancelling .* of an earlier controller" "${logs[-1]}" ||
+        say "controller 2 found no leftover jobs (controller 1 cancelled its own)"
+else
+    st="$(wait_done "$ctl1")"
+fi
 t_run=$((SECONDS - t1))
 
 if [ -n "$fault_pid" ]; then
@@ -119,20 +179,22 @@ if [ -n "$fault_pid" ]; then
     cat "$STAGE/fault.log"
 fi
 
-if ((smk_rc != 0)); then
-    echo "----- $SMK_LOG (last 80 lines) -----" >&2
-    tail -n 80 "$SMK_LOG" >&2
-    ((smk_rc == 124 || smk_rc == 137)) && die "snakemake ran past ${TIMEOUT}s"
-    die "snakemake failed (rc=$smk_rc) after ${t_run}s"
+if [ "$st" != COMPLETED ]; then
+    echo "----- ${logs[-1]} (last 80 lines) -----" >&2
+    tail -n 80 "${logs[-1]}" >&2
+    [ "$st" = TIMEOUT ] && die "the run went past ${TIMEOUT}s"
+    die "the controller job ended $st after ${t_run}s"
 fi
 
-check_args=(--log "$SMK_LOG" --workdir "$WORKDIR")
+check_args=(--workdir "$WORKDIR")
+for l in "${logs[@]}"; do check_args+=(--log "$l"); done
+if [ "$KILL" != 0 ]; then check_args+=(--killed "$STAGE/controller_killed.txt"); fi
 [ "$FAULT" != 0 ] && check_args+=(--cancelled "$CANCELLED")
 for g in "${PARTIAL_GLOBS[@]}"; do check_args+=(--partial-glob "$g"); done
 "$PYTHON" "$HERE/check_run.py" "${check_args[@]}"
 
 # Everything is complete and consistent: a second run has nothing to do.
-"$PYTHON" -m snakemake --profile "$STAGE/profile" "$@" --dry-run >"$STAGE/dryrun.log" 2>&1 ||
+"$PYTHON" -m snakemake --profile "$STAGE/profile" --profile "$HERE/site" "$@" --dry-run >"$STAGE/dryrun.log" 2>&1 ||
     { tail -n 40 "$STAGE/dryrun.log" >&2; die "dry run after the SLURM run failed"; }
 grep -q "Nothing to be done" "$STAGE/dryrun.log" ||
     { tail -n 40 "$STAGE/dryrun.log" >&2; die "dry run after the SLURM run still has jobs to do"; }

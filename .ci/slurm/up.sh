@@ -6,7 +6,8 @@
 # - installs Debian's slurm-wlm + munge when missing (apt, quiet, non-interactive);
 # - writes /etc/slurm/{slurm,gres,cgroup}.conf: one node (`hostname -s`), all its CPUs,
 #   RealMemory a bit below the free memory, two placeholder GPUs (gpu:2 backed by
-#   /dev/nvidia0 and /dev/nvidia1), partition `debug`, no accounting (status via squeue),
+#   /dev/nvidia0 and /dev/nvidia1), partitions `cpu` (default) and `gpu` on that node, no
+#   accounting (status via squeue),
 #   no cgroups;
 # - starts munged, slurmctld, slurmd as root in the background; state and logs go to
 #   $SLURM_CI_DIR (default /tmp/synth2real-slurm);
@@ -158,7 +159,10 @@ SlurmdTimeout=60
 MessageTimeout=10
 $overrides
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus ${topo} RealMemory=$mem_mb Gres=gpu:$NGPUS State=UNKNOWN
-PartitionName=debug Nodes=$node Default=YES MaxTime=7-00:00:00 State=UP OverSubscribe=NO
+# Two partitions on the one node, as on a real site: CPU jobs go to cpu, GPU jobs to gpu
+# (chosen by the SLURM plugin from .ci/slurm/site/partitions.yaml).
+PartitionName=cpu Nodes=$node Default=YES MaxTime=7-00:00:00 State=UP OverSubscribe=NO
+PartitionName=gpu Nodes=$node MaxTime=7-00:00:00 State=UP OverSubscribe=NO
 EOF
 cat >"$conf_tmp/gres.conf" <<EOF
 $SLURM_CI_MARKER
@@ -243,5 +247,5 @@ idle | mix | alloc) ;;
     ;;
 esac
 
-say "up: node $node CPUs=$cpus RealMemory=${mem_mb}M gpu:$NGPUS partition=debug" \
+say "up: node $node CPUs=$cpus RealMemory=${mem_mb}M gpu:$NGPUS partitions=cpu,gpu" \
     "(packages ${t_pkgs}s, daemons $((SECONDS - t1))s, total $((SECONDS - t0))s)"

@@ -89,6 +89,27 @@ def get_eval_tables(wildcards=None):
     return [eval_path(e) for e in GRID.evaluations()]
 
 
+def eval_test_sets(synthetic):
+    """The test sets a model is scored on: a synthetic-trained one on real; a real-trained
+    one on real and every synthetic set (the same pairs as GRID.evaluations())."""
+    return [REAL] if synthetic else [REAL, *GRID.synthetic]
+
+
+def eval_outputs(synthetic):
+    """One evaluation job's outputs: a CSV per test set of one model (wildcards dataset,
+    probe, arch), at the paths every consumer reads."""
+    return [P.eval_csv(test_dataset=t) for t in eval_test_sets(synthetic)]
+
+
+def get_eval_inputs(wildcards):
+    """The model and, named by test set, each test split it is scored on."""
+    tests = eval_test_sets(wildcards.dataset != REAL)
+    return {
+        "model": model_path(wildcards),
+        **{t: probe_shards(t, wildcards.probe, "test") for t in tests},
+    }
+
+
 def get_feature_model(wildcards=None):
     if config["metrics"]["feature_extractor"] == "classifier":
         return P.model(REAL, "rgb", config["reference_arch"])
@@ -485,3 +506,41 @@ def get_page_context(wildcards):
         "ipc": ipc_entries(),
         "own_ipc": ipc_entries({wildcards.generator, REAL}),
     }
+
+
+# --- node-local disk of a training job (SLURM: --tmp)
+def decoded_cache_mb(wildcards):
+    """Node-local disk (MiB) a training job's decoded cache takes: every split it streams
+    (train.loader stream, or auto and over memory_limit_mb decoded) is decoded once to
+    uint8 rows x side x side x 3 under train.decoded_cache; 0 without a cache. Mirrors
+    synth2real.train.training.Runtime.mode, from the split sizes the config fixes."""
+    train = config["train"]
+    if not train["decoded_cache"]:
+        return 0
+    classes = GRID.num_classes
+    dataset = wildcards.dataset
+    if hasattr(
+        wildcards, "ipc"
+    ):  # an IPC model: n per class, validated on its val split
+        rows = {"train": int(wildcards.ipc) * classes}
+        dataset = f"{CPC[dataset][0]}-caption" if dataset in CPC else dataset
+    else:
+        rows = {"train": GRID.split_sizes(dataset)["train"]}
+    rows["val"] = GRID.split_sizes(dataset)["val"]
+    side = config["data"]["image_size"]
+    total = 0
+    for n in rows.values():
+        size = n * side * side * 3
+        if train["loader"] == "stream" or (
+            train["loader"] == "auto" and size / 1e6 > train["memory_limit_mb"]
+        ):
+            total += size
+    return (
+        -(-total * 102 // (100 * 2**20)) if total else 0
+    )  # MiB, 2% for the file system
+
+
+def get_train_slurm_extra(wildcards):
+    """sbatch's --tmp for the decoded cache (the SLURM plugin has no disk resource)."""
+    mb = decoded_cache_mb(wildcards)
+    return f"--tmp={mb}M" if mb else ""

@@ -1,12 +1,16 @@
 rule evaluate:
-    """Top-1/top-5/per-class accuracy of one trained model on one dataset's test split."""
+    """Top-1/top-5/per-class accuracy of one synthetic-trained model on the real test split.
+    One job per model over all its test sets (here one; see evaluate_real_model), one CSV
+    per test set: a job's start-up (Python, torch, the model) outweighs scoring a split.
+    """
     input:
-        model=P.model(),
-        test=get_test_shards,
+        unpack(get_eval_inputs),
     output:
-        P.eval_csv(),
+        eval_outputs(synthetic=True),
     log:
-        P.log("evaluate/{dataset}/{probe}/{arch}/{test_dataset}"),
+        P.log("evaluate/{dataset}/{probe}/{arch}"),
+    wildcard_constraints:
+        dataset=alternation(GRID.synthetic),
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("evaluate")
@@ -15,6 +19,14 @@ rule evaluate:
         config=config_subset("device"),
     script:
         "../scripts/evaluate.py"
+
+
+use rule evaluate as evaluate_real_model with:
+    # A real-trained model: the real baseline and Real->Synth on every synthetic test split.
+    output:
+        eval_outputs(synthetic=False),
+    wildcard_constraints:
+        dataset=alternation([REAL]),
 
 
 rule summarize:

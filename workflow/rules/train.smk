@@ -12,6 +12,8 @@ rule train_classifier:
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("train_classifier")
+    resources:
+        slurm_extra=get_train_slurm_extra,
     params:
         train=config["train"],
         arch_kwargs=get_arch_kwargs,
