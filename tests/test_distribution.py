@@ -180,10 +180,12 @@ def test_bench_script_runs_tiny_and_reports_equal_values(tmp_path):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "| 200 |" in proc.stdout and "| equal |" in proc.stdout
+    assert "| 200 | euclidean |" in proc.stdout and "| 200 | cosine |" in proc.stdout
+    assert "DIFFERENT" not in proc.stdout
     assert "engine alone at N=500" in proc.stdout
     assert proc.stdout.strip().endswith("all values equal: True")
     data = json.loads(out_json.read_text())
+    assert [r["distance"] for r in data["sizes"]] == ["euclidean", "cosine"]
     row = data["sizes"][0]
     assert row["equal"] and row["prdc"]["values"] == row["engine"]["values"]
     assert row["engine"]["peak_rss_mib"] > 0 and data["big"]["n"] == 500
@@ -200,3 +202,24 @@ def test_torch_path_used_on_cuda_equals_numpy_path(distance):
     engine = _Engine(real, fake, 5, distance, 64, distribution._pick_device("cpu"))
     engine._use_numpy_gemm = False
     assert engine.run() == ground
+
+
+def l2_normalised(x):
+    """Unit rows in float64 (how the official code's cosine distance sees the features)."""
+    x = x.astype(np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize(
+    ("n_real", "n_fake", "dim", "k", "dtype"),
+    [(300, 250, 32, 5, np.float32), (200, 330, 96, 3, np.float64), (500, 500, 768, 5, np.float32)],
+)
+def test_cosine_equals_prdc_on_l2_normalised_features(n_real, n_fake, dim, k, dtype):
+    """The paper config's ``distance: cosine`` is prdc (Euclidean) on unit vectors: the two
+    distances are monotone (|a - b|^2 = 2 - 2 cos), so all four values agree exactly."""
+    real, fake = gaussian(n_real, n_fake, dim, seed=dim, dtype=dtype, shift=0.3)
+    real += dtype(0.3)
+    out = compute_prdc(real, fake, k, distance="cosine", chunk_size=64)
+    expected = reference(l2_normalised(real), l2_normalised(fake), k)
+    assert out == expected
+    assert out != compute_prdc(real, fake, k, distance="euclidean", chunk_size=64)
