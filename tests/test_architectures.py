@@ -62,3 +62,42 @@ def test_timm_arch_is_created_by_config_id():
 def test_unknown_arch_is_named():
     with pytest.raises(ValueError, match="nope"):
         build_model("nope", 3)
+
+
+def drop_path_rates(model: torch.nn.Module) -> list[float]:
+    """The drop probability of every stochastic-depth module (timm's DropPath), block order."""
+    from timm.layers import DropPath
+
+    return [m.drop_prob for m in model.modules() if isinstance(m, DropPath)]
+
+
+@pytest.mark.parametrize(
+    ("arch", "paper", "official", "blocks"),
+    [("convnext_tiny", 0.0, 0.1, 18), ("swin_tiny", 0.1, 0.2, 12)],
+)
+def test_official_recipe_sets_torchvision_stochastic_depth(arch, paper, official, blocks):
+    """recipe official: torchvision's stochastic depth (ConvNeXt-T 0.1, Swin-T 0.2, rising
+    linearly over the blocks); recipe paper: timm's defaults; an explicit arch kwarg wins."""
+    from synth2real.train.recipe import resolve_recipe
+
+    train = {"epochs": 1, "batch_size": 8, "lr": 1e-3}
+    for name, top in (("paper", paper), ("official", official)):
+        recipe, _ = resolve_recipe({**train, "recipe": name}, "identity", arch, seed=0)
+        rates = drop_path_rates(build_model(arch, 3, **recipe.arch_kwargs))
+        if top == 0.0:
+            assert rates == []  # timm builds Identity, not DropPath(0)
+        else:
+            # one rate per block but the first (0: Identity); Swin has two DropPaths a block
+            assert len(set(rates)) == blocks - 1
+            assert rates[-1] == pytest.approx(top)
+            assert rates == sorted(rates)
+    pinned, _ = resolve_recipe(
+        {**train, "recipe": "official"},
+        "identity",
+        arch,
+        seed=0,
+        arch_kwargs={"drop_path_rate": 0.05},
+    )
+    assert pinned.arch_kwargs == {"drop_path_rate": 0.05}
+    other, _ = resolve_recipe({**train, "recipe": "official"}, "identity", "resnet50", seed=0)
+    assert other.arch_kwargs == {}

@@ -112,6 +112,15 @@ OFFICIAL: dict[str, Any] = {
 }
 
 
+#: The official code's stochastic depth (torchvision's ImageNet defaults: ``convnext_tiny``
+#: 0.1, ``swin_t`` 0.2, both rising linearly over the blocks as timm's ``drop_path_rate`` does).
+#: ``recipe: paper`` keeps timm's defaults (0 and 0.1); ``architectures.<arch>`` still wins.
+OFFICIAL_ARCH_KWARGS: dict[str, dict[str, Any]] = {
+    "convnext_tiny": {"drop_path_rate": 0.1},
+    "swin_tiny": {"drop_path_rate": 0.2},
+}
+
+
 RUNTIME_KEYS = {
     "loader": "loader",
     "loader_workers": "workers",
@@ -152,6 +161,7 @@ def resolve_recipe(
     if name == "official":
         augment, size = official_augment(probe_transform, arch)
         preset = {**OFFICIAL, "augment": augment, "input_size": size}
+        arch_kwargs = {**OFFICIAL_ARCH_KWARGS.get(arch, {}), **(arch_kwargs or {})}
     elif name != "paper":
         raise ValueError(f"unknown train.recipe {name!r}; use paper or official")
     values = {**preset, **{k: v for k, v in cfg.items() if v is not None}}
