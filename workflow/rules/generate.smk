@@ -22,7 +22,7 @@ rule train_generator:
 rule download_weights:
     """Fetch a hub generator's weights (run on a login node with internet; token from HF_TOKEN)."""
     output:
-        touch(weights_flag()),
+        weights_flag(),  # JSON: repo_id, revision, the resolved commit
     log:
         "logs/download_weights/{generator}.log",
     localrule: True

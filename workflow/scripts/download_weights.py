@@ -7,6 +7,8 @@ import script_setup
 log = script_setup.init(snakemake)
 
 from synth2real.generate.pipelines import download_weights  # noqa: E402
+from synth2real.io import atomic_write_json  # noqa: E402
 
-path = download_weights(snakemake.params.spec, Path(snakemake.output[0]).parent)
-log.info("weights in %s", path)
+snapshot = download_weights(snakemake.params.spec, Path(snakemake.output[0]).parent)
+atomic_write_json(snakemake.output[0], snapshot.record())  # the flag names the commit
+log.info("weights in %s (commit %s)", snapshot.path, snapshot.commit)

@@ -8,6 +8,6 @@ from synth2real.figures.run_info import config_yaml, software_versions  # noqa: 
 from synth2real.io import atomic_write_bytes, write_csv_atomic  # noqa: E402
 
 atomic_write_bytes(snakemake.output.config, config_yaml(snakemake.params.config).encode())
-versions = software_versions(snakemake.params.envs)
+versions = software_versions(snakemake.params.envs, snakemake.input.weights)
 write_csv_atomic(versions, snakemake.output.versions)
 log.info("%d versions", len(versions))

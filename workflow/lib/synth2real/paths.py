@@ -19,7 +19,8 @@ WEIGHTS_FLAG = "resources/weights/{generator}/.complete"
 
 
 def weights_flag(generator: str = "{generator}") -> str:
-    """The flag file rule download_weights touches once a generator's weights are local."""
+    """The flag rule download_weights writes once a generator's weights are local (JSON: the
+    repo, the asked revision and the commit downloaded)."""
     return WEIGHTS_FLAG.format(generator=generator)
 
 

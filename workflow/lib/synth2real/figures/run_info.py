@@ -1,12 +1,14 @@
 """What a run used: its config and software versions, recorded for the report.
 
 A figure is only as reproducible as the record of what made it, so the report carries the
-effective config (after ``--configfile`` merges and schema defaults) and two sets of
-versions: the pinned per-rule conda envs and what the reporting interpreter really ran.
+effective config (after ``--configfile`` merges and schema defaults) and three sets of
+versions: the pinned per-rule conda envs, what the reporting interpreter really ran, and the
+hub commit of every generator's weights (hub repos move: the paper's SD 2.1 repo was removed).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -51,8 +53,31 @@ def env_pins(env_files: Sequence[str | os.PathLike[str]]) -> list[dict[str, str]
     return rows
 
 
-def software_versions(env_files: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
-    """Installed versions in this interpreter, then every env file's pins."""
+def weights_commits(flags: Sequence[str | os.PathLike[str]]) -> list[dict[str, str]]:
+    """One row per hub generator: ``<id> (<repo>[@<revision>])`` and the commit downloaded,
+    read from its ``.complete`` flag (rule download_weights); an empty flag is from before
+    commits were recorded."""
+    rows = []
+    for flag in flags:
+        path = Path(flag)
+        text = path.read_text().strip() if path.exists() else ""
+        generator = path.parent.name
+        if not text:
+            rows.append({"source": "weights", "package": generator, "version": "unrecorded"})
+            continue
+        rec = json.loads(text)
+        repo = rec["repo_id"] + (f"@{rec['revision']}" if rec.get("revision") else "")
+        rows.append(
+            {"source": "weights", "package": f"{generator} ({repo})", "version": rec["commit"]}
+        )
+    return rows
+
+
+def software_versions(
+    env_files: Sequence[str | os.PathLike[str]],
+    weight_flags: Sequence[str | os.PathLike[str]] = (),
+) -> pd.DataFrame:
+    """Installed versions in this interpreter, every env file's pins, then weights commits."""
     rows = [
         {"source": "runtime", "package": "python", "version": platform.python_version()},
         {"source": "runtime", "package": "platform", "version": platform.platform()},
@@ -64,4 +89,5 @@ def software_versions(env_files: Sequence[str | os.PathLike[str]]) -> pd.DataFra
             version = "not installed"
         rows.append({"source": "runtime", "package": pkg, "version": version})
     rows += env_pins(env_files)
+    rows += weights_commits(weight_flags)
     return pd.DataFrame(rows, columns=["source", "package", "version"])

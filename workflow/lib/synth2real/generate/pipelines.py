@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +47,38 @@ class WeightsDownloadError(RuntimeError):
 # download
 
 
+@dataclass(frozen=True)
+class WeightsSnapshot:
+    """Where a generator's weights were put, and exactly which commit of which repo they are."""
+
+    path: Path
+    repo_id: str
+    revision: str | None  # as the registry asked (None = the default branch)
+    commit: str  # the resolved 40-hex commit that was downloaded
+
+    def record(self) -> dict[str, str | None]:
+        """What the ``.complete`` flag stores (JSON): the run page shows the commits."""
+        return {"repo_id": self.repo_id, "revision": self.revision, "commit": self.commit}
+
+
 def download_weights(
     spec: Mapping[str, Any],
     dest_dir: str | os.PathLike[str],
     token_env: str = "HF_TOKEN",
-) -> Path:
-    """Fetch a generator's hub repo into ``dest_dir`` and return that directory.
+) -> WeightsSnapshot:
+    """Fetch a generator's hub repo into ``dest_dir``; return the directory and its commit.
 
     Meant for a login node with internet: GPU jobs later load the directory with
     ``HF_HUB_OFFLINE=1``, so a compute node never needs a token or a network. The token is read
     only from the environment variable ``token_env`` and is never logged or put in messages.
     Only the files a diffusers pipeline loads are fetched (:func:`download_patterns`).
+
+    The registry's ``revision`` (a branch, tag or commit; default branch when absent) is first
+    resolved to its commit, and that commit is what is downloaded: a branch moving during the
+    download cannot mix two commits, and the record names exactly what was fetched (with
+    ``local_dir`` there is no ``snapshots/<sha>`` folder to read it from).
     """
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -85,9 +105,10 @@ def download_weights(
     )
     log.info("downloading %s (revision %s) into %s", repo_id, spec.get("revision", "main"), dest)
     try:
+        commit = HfApi().model_info(repo_id, revision=spec.get("revision"), token=token).sha
         path = snapshot_download(
             repo_id=repo_id,
-            revision=spec.get("revision"),
+            revision=commit,
             local_dir=dest,
             token=token,
             allow_patterns=allow,
@@ -117,7 +138,8 @@ def download_weights(
             f"the hub answered with an error while downloading {repo_id}: "
             f"{type(err).__name__}. If it says 401/403:\n{how}"
         ) from err
-    return Path(path)
+    log.info("%s at commit %s", repo_id, commit)
+    return WeightsSnapshot(Path(path), repo_id, spec.get("revision"), commit)
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,6 +213,8 @@ def load_pipeline(
         kwargs["variant"] = variant
     if Path(source).is_dir():
         kwargs["local_files_only"] = True
+    elif spec.get("revision"):
+        kwargs["revision"] = spec["revision"]
     pipe = cls.from_pretrained(source, **kwargs)
 
     if spec.get("scheduler"):
