@@ -89,24 +89,30 @@ def get_eval_tables(wildcards=None):
     return [eval_path(e) for e in GRID.evaluations()]
 
 
-def eval_test_sets(synthetic):
-    """The test sets a model is scored on: a synthetic-trained one on real; a real-trained
-    one on real and every synthetic set (the same pairs as GRID.evaluations())."""
-    return [REAL] if synthetic else [REAL, *GRID.synthetic]
+def eval_test_sets(wildcards):
+    """The test sets one evaluation job scores its model on. A model is scored on real by
+    rule evaluate; a real-trained one also on each generator's synthetic test sets, by rule
+    evaluate_real_model, one job per (model, generator): one job per model over all 28
+    would make one generator's page need every generator's test split."""
+    if "generator" in wildcards.keys():
+        return synth_of(wildcards.generator)
+    return [REAL]
 
 
-def eval_outputs(synthetic):
-    """One evaluation job's outputs: a CSV per test set of one model (wildcards dataset,
-    probe, arch), at the paths every consumer reads."""
-    return [P.eval_csv(test_dataset=t) for t in eval_test_sets(synthetic)]
+def real_model_eval_outputs():
+    """evaluate_real_model's outputs: the real model's CSV on each of one generator's
+    synthetic test sets (wildcards dataset=real, probe, arch, generator)."""
+    return [P.eval_csv(test_dataset=f"{{generator}}-{p}") for p in GRID.prompt_types]
 
 
 def get_eval_inputs(wildcards):
     """The model and, named by test set, each test split it is scored on."""
-    tests = eval_test_sets(wildcards.dataset != REAL)
     return {
         "model": model_path(wildcards),
-        **{t: probe_shards(t, wildcards.probe, "test") for t in tests},
+        **{
+            t: probe_shards(t, wildcards.probe, "test")
+            for t in eval_test_sets(wildcards)
+        },
     }
 
 

@@ -1,16 +1,11 @@
 rule evaluate:
-    """Top-1/top-5/per-class accuracy of one synthetic-trained model on the real test split.
-    One job per model over all its test sets (here one; see evaluate_real_model), one CSV
-    per test set: a job's start-up (Python, torch, the model) outweighs scoring a split.
-    """
+    """Top-1/top-5/per-class accuracy of one trained model on the real test split."""
     input:
         unpack(get_eval_inputs),
     output:
-        eval_outputs(synthetic=True),
+        P.eval_csv(test_dataset=REAL),
     log:
         P.log("evaluate/{dataset}/{probe}/{arch}"),
-    wildcard_constraints:
-        dataset=alternation(GRID.synthetic),
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("evaluate")
@@ -22,11 +17,14 @@ rule evaluate:
 
 
 use rule evaluate as evaluate_real_model with:
-    # A real-trained model: the real baseline and Real->Synth on every synthetic test split.
+    # Real->Synth: a real-trained model on every synthetic test split of one generator (one
+    # CSV each, one job: a job's start-up, Python, torch and the model, outweighs a split).
     output:
-        eval_outputs(synthetic=False),
+        real_model_eval_outputs(),
+    log:
+        P.log("evaluate/{dataset}/{probe}/{arch}/{generator}"),
     wildcard_constraints:
-        dataset=alternation([REAL]),
+        dataset=REAL,
 
 
 rule summarize:
