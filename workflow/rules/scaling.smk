@@ -17,7 +17,7 @@ rule cpc_prompts:
     conda:
         "../../envs/torch.yaml"
     params:
-        config=config_subset("data", "seed"),
+        config={"data": class_settings(), "seed": config["seed"]},
         cpc=get_cpc_spec,
     script:
         "../scripts/cpc_prompts.py"
@@ -43,8 +43,7 @@ rule generate_cpc:
     params:
         spec=get_cpc_generator_spec,
         shard_size=config["synthetic"]["shard_size"],
-        batch_size=config["synthetic"].get("batch_size", 256),
-        config=config_subset("data", "device"),
+        config={"data": class_settings()},
     script:
         "../scripts/generate.py"
 
@@ -87,12 +86,11 @@ rule train_ipc:
         "../../envs/torch.yaml"
     threads: threads_for("train_classifier")
     params:
-        train=config["train"],
+        train=result_settings("train"),
         arch_kwargs=get_arch_kwargs,
         num_classes=GRID.num_classes,
         seed=get_ipc_train_seed,
         probe_transform=get_probe_transform,
-        config=config_subset("device"),
         checkpoint=f"{R}/scaling/checkpoints/{{dataset}}/ipc{{ipc}}/{{probe}}/{{arch}}.pt",
     script:
         "../scripts/train_classifier.py"
@@ -117,7 +115,6 @@ rule evaluate_ipc:
     threads: threads_for("evaluate")
     params:
         num_classes=GRID.num_classes,
-        config=config_subset("device"),
     script:
         "../scripts/evaluate.py"
 

@@ -13,12 +13,11 @@ rule train_classifier:
         "../../envs/torch.yaml"
     threads: threads_for("train_classifier")
     params:
-        train=config["train"],
+        train=result_settings("train"),
         arch_kwargs=get_arch_kwargs,
         num_classes=GRID.num_classes,
         seed=get_train_seed,
         probe_transform=get_probe_transform,
-        config=config_subset("device"),
         checkpoint=f"{R}/checkpoints/{{dataset}}/{{probe}}/{{arch}}.pt",
     script:
         "../scripts/train_classifier.py"

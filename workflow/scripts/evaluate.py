@@ -19,6 +19,6 @@ row = evaluate_to_csv(
         "arch": wc.arch,
         "test_dataset": wc.test_dataset,
     },
-    device=script_setup.device(snakemake.params.config),
+    device=script_setup.device(snakemake.config),
 )
 log.info("%s", row)
