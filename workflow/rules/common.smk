@@ -399,7 +399,7 @@ def figure_params():
     return {
         "registry": {g: GRID.registry[g] for g in GRID.generators},
         "synthetic": GRID.synthetic,
-        "probes": GRID.probes,
+        "probes": {p: result_settings("probes", p) for p in GRID.probes},
         "rgb_archs": config["probes"]["rgb"]["archs"],
         "reference_arch": config["reference_arch"],
         "run": config["run"],
