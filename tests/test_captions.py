@@ -727,7 +727,9 @@ def test_snakemake_job_maps_to_cli_arguments(tmp_path):
     job = type("Job", (), {})()
     job.input = Named(shards=["a.parquet", "b.parquet"], classes="config/classes.tsv")
     job.output = Named(captions="c.parquet", failures="f.csv", prompt_stats="s.tsv")
-    job.params = Named(cache_dir="cache", captions={"mode": "batch", "prices": {"as_of": "x"}})
+    # result settings come from params (the rerun trigger), runtime knobs from the config
+    job.params = Named(cache_dir="cache", captions={"model": "m2"})
+    job.config = {"captions": {"model": "m2", "mode": "batch", "prices": {"as_of": "x"}}}
     job.log = Log(["run.log"])
     cli = load_cli_module()
     args = cli.build_parser().parse_args(cli.snakemake_argv(job))
@@ -736,4 +738,5 @@ def test_snakemake_job_maps_to_cli_arguments(tmp_path):
     assert args.classes == "config/classes.tsv" and args.prompts_out is None
     assert args.log == "run.log" and args.no_progress
     settings = cli.load_settings(args)
+    assert settings.model == "m2"
     assert settings.mode == "batch" and settings.prices.as_of == "x"

@@ -8,6 +8,13 @@ import pytest
 import yaml
 
 from synth2real.grid import ConfigError, Grid
+from synth2real.settings import (
+    RUNTIME,
+    ResultSettings,
+    generator_settings,
+    load_schema,
+    marked_paths,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -100,3 +107,54 @@ def test_omitted_sections_get_the_schema_defaults_code_reads():
         "table_classes": 10,
         "table_samples_per_class": 1,
     }
+
+
+# --- the rerun contract: runtime knobs are marked in the schema and never reach job params
+RUNTIME_KEYS = {
+    ("device",), ("threads",), ("data", "imagenet_root"), ("synthetic", "batch_size"),
+    ("probes", "*", "batch_size"), ("train", "loader_workers"), ("train", "decoded_cache"),
+    ("train", "compile"), ("captions", "mode"), ("captions", "concurrency"),
+    ("captions", "timeout_s"), ("captions", "max_retries"), ("captions", "refusal_retries"),
+    ("captions", "backoff_base_s"), ("captions", "backoff_max_s"),
+    ("captions", "batch_max_requests"), ("captions", "batch_max_bytes"),
+    ("captions", "batch_max_open"), ("captions", "batch_poll_s"),
+    ("captions", "batch_max_wait_s"), ("captions", "max_failure_fraction"),
+    ("captions", "output_tokens_mean"), ("captions", "prices"),
+}  # fmt: skip
+
+
+def config_schema():
+    return load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def test_runtime_keys_are_the_declared_ones():
+    assert set(marked_paths(config_schema(), RUNTIME)) == RUNTIME_KEYS
+
+
+def test_result_settings_drop_runtime_keys_at_any_depth():
+    config = load("config.yaml")  # the paper config sets every kind of runtime knob
+    settings = ResultSettings(config, config_schema())
+    data = settings("data")
+    assert "imagenet_root" not in data and data["classes"] == "config/classes.tsv"
+    assert list(data) == [k for k in config["data"] if k != "imagenet_root"]  # order kept
+    train = settings("train")
+    assert {"loader_workers", "decoded_cache", "compile"}.isdisjoint(train)
+    assert train["epochs"] == 80 and train["loader"] == "auto"  # loader can pick the path
+    captions = settings("captions")
+    assert captions["model"] == "gpt-4.1-nano" and captions["image_size"] == 256
+    assert {"mode", "concurrency", "timeout_s", "max_retries", "prices"}.isdisjoint(captions)
+    assert "batch_size" not in settings("probes", "depth")
+    assert settings("probes", "depth")["model"].startswith("depth-anything/")
+    assert settings("synthetic") == {k: v for k, v in config["synthetic"].items()
+                                     if k != "batch_size"}  # fmt: skip
+    assert settings("prompts", "missing", default={}) == {}
+    with pytest.raises(KeyError, match="runtime"):
+        settings("device")
+
+
+def test_generator_settings_drop_figure_metadata():
+    registry_schema = load_schema(ROOT / "workflow" / "schemas" / "generators.schema.yaml")
+    spec = grid_of(load("config.yaml")).registry["sd15"]
+    kept = generator_settings(spec, registry_schema)
+    assert {"display_name", "release_date", "geneval", "gated"}.isdisjoint(kept)
+    assert kept["steps"] == spec["steps"] and kept["repo_id"] == spec["repo_id"]

@@ -232,6 +232,16 @@ def test_highlight_marks_only_one_generator(tables, tmp_path):
         assert len(pd.read_csv(tmp_path / f"{name}.csv")) == len(pts)
 
 
+def test_probe_rows_without_an_rgb_row_are_left_out(tables, tmp_path):
+    """A page's context may hold a dataset's probe evaluations before its rgb one."""
+    results = tables.results
+    half_done = (results.train_dataset == "g3-caption") & (results.probe == "rgb")
+    partial = pf.FigureTables(**{**tables.__dict__, "results": results[~half_done]})
+    probes = pf.draw_all(partial, tmp_path, highlight="g1", names=["probes"])["probes"]
+    assert set(probes.train_dataset) == set(SYNTH) - {"g3-caption"}
+    assert len(probes) == (len(SYNTH) - 1) * 4
+
+
 def test_empty_tables_draw_saying_why(tables, tmp_path):
     empty = pf.FigureTables(**{**tables.__dict__, "ipc": pf.read_csvs([], pf.IPC_COLUMNS),
                                "clipscore": pf.read_csvs([], pf.CLIPSCORE_COLUMNS)})  # fmt: skip

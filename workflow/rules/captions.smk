@@ -14,7 +14,7 @@ rule captions:
     conda:
         "../../envs/captions.yaml"
     params:
-        captions=config.get("captions", {}),
+        captions=result_settings("captions", default={}),
         cache_dir="resources/cache/captions",
     script:
         "../scripts/caption_images.py"

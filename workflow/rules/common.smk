@@ -9,11 +9,15 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "lib"))
 from synth2real import catalog  # noqa: E402
 from synth2real.grid import REAL, SPLITS, Grid  # noqa: E402
 from synth2real.paths import RunPaths, weights_flag  # noqa: E402
+from synth2real.settings import (  # noqa: E402
+    ResultSettings,
+    generator_settings,
+    load_schema,
+)
 
 GRID = Grid(config, root=workflow.basedir)
-# Every output path comes from P (synth2real.paths); R, its root, is left for params only.
+# Every output path comes from P (synth2real.paths).
 P = RunPaths.of_run(config["run"])
-R = P.root
 FREQUENCY_PROBES = catalog.frequency_probes(GRID)
 DEPTH_PROBES = [p for p, s in config["probes"].items() if s["transform"] == "depth"]
 ENV_FILES = sorted(str(p) for p in (Path(workflow.basedir) / "envs").glob("*.yaml"))
@@ -231,27 +235,69 @@ def get_synth_images_per_class(wildcards):
 
 
 def get_registry_spec(wildcards):
-    return GRID.registry[wildcards.generator]
+    return generator_settings(GRID.registry[wildcards.generator], REGISTRY_SCHEMA)
 
 
 # Params are a rerun trigger: Snakemake reruns a job whose params changed since it ran. So a
-# job gets only the settings it reads, never the whole config: with ``config=config`` a new
-# figure option retrained every model and regenerated every shard.
+# job's params are exactly the settings it reads that can change its output, never the whole
+# config (with ``config=config`` a new figure option retrained every model and regenerated
+# every shard) and never a runtime knob: the schema marks those ``x-runtime`` (workers,
+# threads, device, caches, batch-invariant batch sizes, the captioner's concurrency and
+# retries, where ImageNet lives), ``result_settings`` drops them, and scripts read them from
+# ``snakemake.config``. See docs/rerun_contract_section.md.
+result_settings = ResultSettings(
+    config, load_schema(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+)
+REGISTRY_SCHEMA = load_schema(
+    Path(workflow.basedir) / "workflow/schemas/generators.schema.yaml"
+)
 
 
-def config_subset(*keys):
-    """The named top-level config sections (those present), for a job's params."""
-    return {k: config[k] for k in keys if k in config}
+def settings_subset(section, *keys):
+    """The named settings of a config section (those present), without runtime keys."""
+    values = result_settings(section, default={})
+    return {k: v for k, v in values.items() if k in keys}
 
 
-def metrics_subset(*keys):
-    """The named ``metrics`` settings (those present), for a job's params."""
-    return {k: v for k, v in config["metrics"].items() if k in keys}
+def class_settings():
+    """What picks the class list (synth2real.prompts.plan.class_table): the source, and the
+    class table only where it is read (ImageNet; the digits have their own ten)."""
+    keys = ["source"] + (["classes"] if config["data"]["source"] == "imagenet" else [])
+    return settings_subset("data", *keys)
+
+
+def real_data_settings():
+    """Everything the real shards depend on: the data section without its runtime keys
+    (imagenet_root: where the images live), and without the class table for the digits.
+    """
+    data = result_settings("data")
+    if data["source"] != "imagenet":
+        data.pop("classes", None)
+    return data
+
+
+def feature_settings():
+    """The feature extractor, and the CLIP model only where it is the extractor."""
+    keys = ["feature_extractor"]
+    keys += ["clip_model"] if config["metrics"]["feature_extractor"] == "clip" else []
+    return settings_subset("metrics", *keys)
+
+
+def spectra_settings(*keys):
+    """The named ``metrics.spectra`` settings (schema defaults filled)."""
+    values = result_settings("metrics", "spectra", default={})
+    return {k: v for k, v in values.items() if k in keys}
+
+
+def figure_settings(*keys):
+    """A sample figure's settings: the class list and the named ``figures`` options."""
+    return {"data": class_settings(), "figures": settings_subset("figures", *keys)}
 
 
 def probe_settings(name):
-    """A probe's transform settings, without which architectures read it or whether it is on."""
-    spec = config["probes"][name]
+    """A probe's transform settings, without which architectures read it, whether it is on,
+    or its runtime keys (the depth model's batch size)."""
+    spec = result_settings("probes", name)
     return {k: v for k, v in spec.items() if k not in ("archs", "enabled")}
 
 
@@ -268,7 +314,9 @@ def get_depth_probe_settings(wildcards):
 
 
 def get_generator_spec_of_synth(wildcards):
-    return GRID.registry[GRID.synthetic[wildcards.synth][0]]
+    """What generation reads of the registry entry: not its figure metadata."""
+    spec = GRID.registry[GRID.synthetic[wildcards.synth][0]]
+    return generator_settings(spec, REGISTRY_SCHEMA)
 
 
 def get_split_shards(wildcards):
@@ -351,7 +399,7 @@ def figure_params():
     return {
         "registry": {g: GRID.registry[g] for g in GRID.generators},
         "synthetic": GRID.synthetic,
-        "probes": GRID.probes,
+        "probes": {p: result_settings("probes", p) for p in GRID.probes},
         "rgb_archs": config["probes"]["rgb"]["archs"],
         "reference_arch": config["reference_arch"],
         "run": config["run"],
@@ -460,7 +508,7 @@ def cpc_shards(dataset):
 
 
 def get_cpc_generator_spec(wildcards):
-    return GRID.registry[CPC[wildcards.synth][0]]
+    return generator_settings(GRID.registry[CPC[wildcards.synth][0]], REGISTRY_SCHEMA)
 
 
 def get_cpc_generator_model(wildcards):

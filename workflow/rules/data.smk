@@ -8,7 +8,7 @@ rule real_data:
         "../../envs/torch.yaml"
     threads: 1
     params:
-        data=config["data"],
+        data=real_data_settings(),
         seed=config["seed"],
         n_shards=get_real_n_shards,
     script:

@@ -11,7 +11,6 @@ rule evaluate:
     threads: threads_for("evaluate")
     params:
         num_classes=GRID.num_classes,
-        config=config_subset("device"),
     script:
         "../scripts/evaluate.py"
 

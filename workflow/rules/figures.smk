@@ -55,7 +55,7 @@ rule generator_page:
         **figure_params(),
         context=get_page_context,
         names=list(PAGE_FIGURES),
-        spectra=config["metrics"].get("spectra", {}),
+        spectra=spectra_settings("band"),
     script:
         "../scripts/generator_page.py"
 
@@ -81,7 +81,7 @@ rule samples_table:
     conda:
         "../../envs/plot.yaml"
     params:
-        config=config,
+        config=figure_settings("table_classes", "table_samples_per_class"),
         sources=get_samples_table_sources,
         registry=figure_params()["registry"],
         synthetic=GRID.synthetic,
@@ -107,7 +107,7 @@ rule samples_prompts:
     conda:
         "../../envs/plot.yaml"
     params:
-        config=config,
+        config=figure_settings("table_classes", "table_samples_per_class"),
         sources=get_samples_prompts_sources,
         registry=figure_params()["registry"],
         synthetic=GRID.synthetic,
@@ -160,7 +160,7 @@ rule sample_grid:
     conda:
         "../../envs/plot.yaml"
     params:
-        config=config,
+        config=figure_settings("samples_per_class"),
     script:
         "../scripts/sample_grid.py"
 
@@ -179,6 +179,6 @@ rule spectra_figure:
     conda:
         "../../envs/plot.yaml"
     params:
-        spectra=config["metrics"].get("spectra", {}),
+        spectra=spectra_settings("band"),
     script:
         "../scripts/spectra_figure.py"

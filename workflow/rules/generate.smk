@@ -51,8 +51,7 @@ rule generate:
     params:
         spec=get_generator_spec_of_synth,
         shard_size=config["synthetic"]["shard_size"],
-        batch_size=config["synthetic"].get("batch_size", 256),
-        config=config_subset("data", "device"),
+        config={"data": class_settings()},
     script:
         "../scripts/generate.py"
 

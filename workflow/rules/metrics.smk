@@ -13,8 +13,7 @@ rule extract_features:
         "../../envs/torch.yaml"
     threads: threads_for("extract_features")
     params:
-        metrics=metrics_subset("feature_extractor", "clip_model"),
-        config=config_subset("device"),
+        metrics=feature_settings(),
     script:
         "../scripts/extract_features.py"
 
@@ -35,7 +34,7 @@ rule distribution:
         "../../envs/torch.yaml"
     threads: threads_for("distribution")
     params:
-        metrics=config["metrics"],
+        metrics=settings_subset("metrics", "nearest_k", "distance"),
     script:
         "../scripts/distribution.py"
 
@@ -71,7 +70,7 @@ rule spectrum:
     conda:
         "../../envs/torch.yaml"
     params:
-        spectra=config["metrics"].get("spectra", {}),
+        spectra=spectra_settings("n_bins", "max_images"),
     script:
         "../scripts/spectrum.py"
 
@@ -90,7 +89,6 @@ rule clipscore:
         "../../envs/torch.yaml"
     threads: threads_for("clipscore")
     params:
-        metrics=metrics_subset("clip_model"),
-        config=config_subset("device"),
+        metrics=settings_subset("metrics", "clip_model"),
     script:
         "../scripts/clipscore.py"

@@ -35,6 +35,5 @@ rule depth_probe:
     threads: threads_for("depth_probe")
     params:
         probe=get_depth_probe_settings,
-        config=config_subset("device"),
     script:
         "../scripts/depth_probe.py"

@@ -9,7 +9,11 @@ rule prompts:
     conda:
         "../../envs/torch.yaml"
     params:
-        config=config_subset("data", "prompts", "seed"),
+        config={
+            "data": class_settings(),
+            "prompts": result_settings("prompts", default={}),
+            "seed": config["seed"],
+        },
         prompt_type=get_prompt_type,
         images_per_class=get_synth_images_per_class,
     script:

@@ -17,7 +17,7 @@ rule cpc_prompts:
     conda:
         "../../envs/torch.yaml"
     params:
-        config=config_subset("data", "seed"),
+        config={"data": class_settings(), "seed": config["seed"]},
         cpc=get_cpc_spec,
     script:
         "../scripts/cpc_prompts.py"

@@ -15,12 +15,11 @@ rule train_classifier:
     resources:
         slurm_extra=get_train_slurm_extra,
     params:
-        train=config["train"],
+        train=result_settings("train"),
         arch_kwargs=get_arch_kwargs,
         num_classes=GRID.num_classes,
         seed=get_train_seed,
         probe_transform=get_probe_transform,
-        config=config_subset("device"),
-        checkpoint=f"{R}/checkpoints/{{dataset}}/{{probe}}/{{arch}}.pt",
+        checkpoint=P.checkpoint(),
     script:
         "../scripts/train_classifier.py"

@@ -214,7 +214,12 @@ def snakemake_argv(smk: Any) -> list[str]:
     for flag, value in optional.items():
         if value:
             argv += [flag, str(value)]
-    for key, value in dict(smk.params.get("captions") or {}).items():
+    # Result settings from params (the rerun trigger), runtime knobs (concurrency, retries,
+    # mode, prices...) from the config: changing those never reruns the captions.
+    settings = dict(smk.params.get("captions") or {})
+    for key, value in dict(smk.config.get("captions") or {}).items():
+        settings.setdefault(key, value)
+    for key, value in settings.items():
         argv += ["--set", f"{key}={json.dumps(value)}"]
     if smk.log:
         argv += ["--log", str(smk.log[0])]

@@ -15,7 +15,7 @@ from synth2real.metrics.clip import (  # noqa: E402
 )
 
 metrics = snakemake.params.metrics
-device = script_setup.device(snakemake.params.config)
+device = script_setup.device(snakemake.config)
 bundle = load_clip(metrics["clip_model"], device)
 scores, texts = shard_clip_scores(bundle, list(snakemake.input))
 row = {

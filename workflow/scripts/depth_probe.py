@@ -8,8 +8,9 @@ script_setup.torch_threads(snakemake)
 from synth2real.probes.depth import depth_maps, load_depth_model  # noqa: E402
 from synth2real.probes.transform import map_shard, map_split  # noqa: E402
 
-spec = snakemake.params.probe
-device = script_setup.device(snakemake.params.config)
+name = snakemake.wildcards.dprobe
+spec = script_setup.with_runtime(snakemake.params.probe, snakemake.config["probes"][name])
+device = script_setup.device(snakemake.config)
 model, processor = load_depth_model(spec["model"], device)
 
 

@@ -28,6 +28,6 @@ for out in snakemake.output:
             "arch": wc.arch,
             "test_dataset": test_dataset,
         },
-        device=script_setup.device(snakemake.params.config),
+        device=script_setup.device(snakemake.config),
     )
     log.info("%s", row)

@@ -8,7 +8,7 @@ script_setup.torch_threads(snakemake)
 from synth2real.metrics.features import classifier_features, save_features  # noqa: E402
 
 metrics = snakemake.params.metrics
-device = script_setup.device(snakemake.params.config)
+device = script_setup.device(snakemake.config)
 shards = list(snakemake.input.shards)
 if metrics["feature_extractor"] == "classifier":
     feats, labels = classifier_features(snakemake.input.model, shards, device)

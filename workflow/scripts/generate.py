@@ -18,8 +18,8 @@ stats = generate_dataset_shard(
     split=wc.split,
     shard=int(wc.shard),
     shard_size=params.shard_size,
-    batch_size=snakemake.params.batch_size,
+    batch_size=snakemake.config["synthetic"]["batch_size"],  # runtime: batch-invariant
     out=snakemake.output[0],
-    device=script_setup.device(snakemake.params.config),
+    device=script_setup.device(snakemake.config),
 )
 log.info("generation stats: %s", stats)

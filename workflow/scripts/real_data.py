@@ -6,7 +6,8 @@ log = script_setup.init(snakemake)
 
 from synth2real.data import real as real_data  # noqa: E402
 
-data = snakemake.params.data
+# imagenet_root is where the images live (runtime), not a param: moving it reruns nothing.
+data = script_setup.with_runtime(snakemake.params.data, snakemake.config["data"])
 real_data.write_real_shard(
     data,
     split=snakemake.wildcards.split,

@@ -33,8 +33,15 @@ def init(snakemake: Any) -> logging.Logger:
     return logging.getLogger(snakemake.rule)
 
 
+def with_runtime(result: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
+    """A job's settings: its result settings (``snakemake.params``, the rerun trigger) plus
+    the runtime knobs of the same config section (``snakemake.config``, never a trigger)."""
+    return {**result, **{k: v for k, v in section.items() if k not in result}}
+
+
 def device(config: dict[str, Any]) -> str:
-    """Resolve ``config['device']`` (auto/cpu/cuda) to a torch device string."""
+    """Resolve ``config['device']`` (auto/cpu/cuda) to a torch device string: pass
+    ``snakemake.config`` (the device is a runtime knob, never a job param)."""
     import torch
 
     want = config.get("device", "auto")

@@ -11,17 +11,16 @@ from synth2real.train.ddp import launch_distributed  # noqa: E402
 from synth2real.train.recipe import resolve_recipe  # noqa: E402
 from synth2real.train.training import train_classifier  # noqa: E402
 
-config = snakemake.params.config
 wc = snakemake.wildcards
 recipe, runtime = resolve_recipe(
-    snakemake.params.train,
+    script_setup.with_runtime(snakemake.params.train, snakemake.config["train"]),
     probe_transform=snakemake.params.probe_transform,
     arch=wc.arch,
     seed=snakemake.params.seed,
     arch_kwargs=snakemake.params.arch_kwargs,
 )
 log.info("recipe %s, runtime %s", recipe, runtime)
-device = script_setup.device(config)
+device = script_setup.device(snakemake.config)
 job = dict(
     train_shards=list(snakemake.input.train),
     val_shards=list(snakemake.input.val),

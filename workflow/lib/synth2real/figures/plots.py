@@ -151,6 +151,10 @@ def probes_figure(
             continue
         for arch in spec["archs"]:
             for r in synth_to_real(results, probe, arch).itertuples():
+                if r.train_dataset not in rgb.index:
+                    # A generator page's grey context is whatever exists when it is drawn:
+                    # another generator's probe models may be evaluated before its rgb one.
+                    continue
                 rows.append(
                     {
                         "train_dataset": r.train_dataset,
