@@ -153,6 +153,10 @@ def test_figures_and_sidecars(run_dir):
 
 
 def test_generator_pages(run_dir):
+    # A page draws the other generators from whatever of their results exist when it runs,
+    # and the order of parallel jobs varies: refresh the pages, as the README says, so that
+    # the grey context is complete whichever generator finished first.
+    snakemake(run_dir, "all", "--forcerun", "generator_page")
     top1 = summary_top1(run_dir)
     for gen, synth in GENERATORS.items():
         page = run_dir / "results" / "e2e" / "generators" / gen
@@ -223,3 +227,141 @@ def test_rerun_does_nothing_and_deleted_shard_reruns_alone(run_dir):
     # regenerating it gives the very same bytes (row seeds, deterministic DDIM)
     snakemake(run_dir, shutil.os.path.relpath(shard, run_dir))
     assert shard.read_bytes() == saved
+
+
+# --- the rerun contract: a job's params are exactly the settings that can change its output
+def edited_config(tmp_path, name, edit):
+    """The e2e config after ``edit(cfg)``, as written by Snakemake's merge: config.yaml first
+    (the Snakefile's configfile), the e2e file over it. Key order is kept: Snakemake compares
+    params as written, so a reordered dict would be a change."""
+    cfg = yaml.safe_load(CONFIG.read_text())
+    edit(cfg)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def section(cfg, *keys):
+    for key in keys:
+        cfg = cfg.setdefault(key, {})
+    return cfg
+
+
+# Every runtime knob (x-runtime in the schema) the e2e config has, set or inherited from
+# config/config.yaml: a new value reruns run_info (it records the config) and nothing else.
+RUNTIME_EDITS = {
+    "train.loader_workers": lambda c: section(c, "train").update(loader_workers=1),
+    "train.decoded_cache": lambda c: section(c, "train").update(decoded_cache="/scratch/x"),
+    "train.compile": lambda c: section(c, "train").update(compile=True),
+    "threads.default": lambda c: section(c, "threads").update(default=2),
+    "threads.generate": lambda c: section(c, "threads").update(generate=2),
+    "device": lambda c: c.update(device="auto"),  # still the CPU here
+    "synthetic.batch_size": lambda c: section(c, "synthetic").update(batch_size=250),
+    "data.imagenet_root": lambda c: section(c, "data").update(imagenet_root="/scratch/else"),
+    "probes.depth.batch_size": lambda c: section(c, "probes", "depth").update(batch_size=8),
+    "captions.concurrency": lambda c: section(c, "captions").update(concurrency=4),
+    "captions.timeout_s": lambda c: section(c, "captions").update(timeout_s=30),
+    "captions.max_retries": lambda c: section(c, "captions").update(max_retries=1),
+    "captions.mode": lambda c: section(c, "captions").update(mode="online"),
+    "captions.prices": lambda c: section(c, "captions", "prices").update(as_of="2030-01-01"),
+}
+
+
+def test_runtime_knobs_rerun_nothing_but_run_info(run_dir, tmp_path):
+    rerun = {}
+    for name, edit in RUNTIME_EDITS.items():
+        counts = job_counts(
+            snakemake(run_dir, "all", "-n", config=edited_config(tmp_path, name, edit)).stdout
+        )
+        assert counts.get("run_info") == 1, (name, counts)  # the recorded config did change
+        if set(counts) - {"run_info", "all"}:
+            rerun[name] = counts
+    assert not rerun, rerun
+
+
+def rule_graph(workdir):
+    """The e2e DAG's rules as {rule: rules that read its output}, from ``--rulegraph``."""
+    dot = snakemake(workdir, "all", "--rulegraph").stdout
+    names = dict(re.findall(r"^\s*(\d+)\[label = \"(\w+)\"", dot, flags=re.M))
+    children = {name: set() for name in names.values()}
+    for src, dst in re.findall(r"^\s*(\d+) -> (\d+)", dot, flags=re.M):
+        children[names[src]].add(names[dst])
+    return children
+
+
+def downstream(children, rule):
+    out, todo = set(), [rule]
+    while todo:
+        for child in children[todo.pop()] - out:
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def registry_edit(tmp_path, generator, **changes):
+    """A copy of the demo registry with one entry changed, as the config's generators_file."""
+    registry = yaml.safe_load((ROOT / "config" / "demo_generators.yaml").read_text())
+    registry["generators"][generator].update(changes)
+    path = tmp_path / f"generators-{generator}-{'-'.join(changes)}.yaml"
+    path.write_text(yaml.safe_dump(registry, sort_keys=False))
+    return lambda c: c.update(generators_file=str(path))
+
+
+# One result setting per stage -> the rules that read it, which must rerun. Everything that
+# reruns must be one of them or downstream of one; nothing upstream may.
+RESULT_EDITS = {
+    "data": (["real_data"], lambda c: section(c, "data", "splits").update(val=11)),
+    "prompts": (["prompts"], lambda c: section(c, "prompts").update(template="a {class_name}")),
+    "digits_ddpm": (["train_generator"], lambda c: section(c, "digits_ddpm").update(steps=61)),
+    "probes": (["frequency_probe"], lambda c: section(c, "probes", "lowpass").update(cutoff=0.3)),
+    "train": (  # the main grid's models and Fig. 7's IPC models share the recipe
+        ["train_classifier", "train_ipc"],
+        lambda c: section(c, "train").update(epochs=5),
+    ),
+    "metrics": (["distribution"], lambda c: section(c, "metrics").update(nearest_k=4)),
+    "spectra": (["spectrum"], lambda c: section(c, "metrics", "spectra").update(n_bins=6)),
+    "figures": (["sample_grid"], lambda c: section(c, "figures").update(samples_per_class=3)),
+    "tables": (  # paper Tables 1 and 2
+        ["samples_table", "samples_prompts"],
+        lambda c: section(c, "figures").update(table_classes=3),
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def children(tmp_path_factory):
+    return rule_graph(tmp_path_factory.mktemp("rulegraph"))
+
+
+def assert_reruns_from(counts, rules, children):
+    allowed = {*rules, "run_info", "all"}.union(*(downstream(children, r) for r in rules))
+    assert all(counts.get(r) for r in rules), (rules, counts)
+    assert set(counts) <= allowed, (rules, sorted(set(counts) - allowed))
+
+
+def test_result_settings_rerun_their_stage_and_downstream_only(run_dir, children, tmp_path):
+    for name, (rules, edit) in RESULT_EDITS.items():
+        counts = job_counts(
+            snakemake(run_dir, "all", "-n", config=edited_config(tmp_path, name, edit)).stdout
+        )
+        assert_reruns_from(counts, rules, children)
+    # a generation setting of one generator: its shards and what reads them, nothing upstream
+    edit = registry_edit(tmp_path, "ddpm-cfg7.5", steps=21)
+    counts = job_counts(
+        snakemake(run_dir, "all", "-n", config=edited_config(tmp_path, "steps", edit)).stdout
+    )
+    assert_reruns_from(counts, ["generate"], children)
+    assert counts["generate"] == 2 + 1 + 1  # 150-row shards of 300 train, 100 val, 150 test
+    assert counts["train_classifier"] == len(PROBES)  # that dataset's models only
+
+
+def test_generator_metadata_reruns_only_figures(run_dir, tmp_path):
+    """A display name (x-metadata) is read by figures and pages, never by generation."""
+    edit = registry_edit(tmp_path, "ddpm-cfg7.5", display_name="renamed")
+    counts = job_counts(
+        snakemake(run_dir, "all", "-n", config=edited_config(tmp_path, "name", edit)).stdout
+    )
+    figure_rules = {"figures", "results_markdown", "generator_page", "samples_table",
+                    "samples_prompts", "run_info", "all"}  # fmt: skip
+    assert counts.get("figures") == 1, counts
+    assert set(counts) <= figure_rules, counts
