@@ -10,14 +10,15 @@ from conftest import make_class_images, write_split
 
 from synth2real import catalog
 from synth2real.figures import paper as pf
+from synth2real.figures import plots
 from synth2real.figures.plots import class_grid, pick_samples, results_markdown, table_classes
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = {
     "g1": {"display_name": "Gen One", "release_date": "2022-03-01",
-           "geneval": {"score": 0.40, "source": "paper A"}},
+           "geneval": {"score": 0.40, "source": "paper A", "cite": "Wu et al. 2025"}},
     "g2": {"display_name": "Gen Two", "release_date": "2023-07-15",
-           "geneval": {"score": 0.65, "source": "paper B"}},
+           "geneval": {"score": 0.65, "source": "paper B", "cite": "Wu et al. 2025"}},
     "g3": {"display_name": "Gen Three", "release_date": "2025-01-10", "geneval": None},
 }  # fmt: skip
 PROMPTS = ["classname", "caption"]
@@ -128,8 +129,8 @@ def test_every_figure_written(drawn):
 def test_catalog_names_are_the_public_figure_names():
     """The names are file stems users and tools read: the catalog must not rename any."""
     assert [f.name for f in catalog.run_figures()] == [
-        "release", "accuracy", "geneval", "clipscore", "ipc", "probes", "frequency_bands",
-        "density_coverage", "transfer",
+        "release", "accuracy", "geneval", "clipscore", "ipc", "geneval_wu", "probes",
+        "probe_gaps", "frequency_bands", "density_coverage", "transfer",
     ]  # fmt: skip
     assert [f.name for f in catalog.page_figures()] == [*ALL_FIGURES]
     assert ALL_FIGURES[-1] == "spectra"
@@ -141,10 +142,13 @@ def test_fillable_follows_the_grid():
     """Each optional figure is fillable exactly when the grid has what it plots."""
     base = dict(registry={"g": {"geneval": None}}, generators=["g"], prompt_types=["classname"],
                 probes={"rgb": {"transform": "identity"}}, ipc_grid=list)  # fmt: skip
-    always = ["release", "accuracy", "probes", "density_coverage", "transfer", "spectra"]
+    always = ["release", "accuracy", "probes", "probe_gaps", "density_coverage", "transfer",
+              "spectra"]  # fmt: skip
     assert catalog.filled(SimpleNamespace(**base)) == always
+    wu = {"score": 0.5, "source": "x", "cite": catalog.WU_GENEVAL}
     variants = {
         "geneval": {"registry": {"g": {"geneval": {"score": 0.5, "source": "x"}}}},
+        "geneval_wu": {"registry": {"g": {"geneval": wu}}},
         "clipscore": {"prompt_types": ["classname", "caption"]},
         "ipc": {"ipc_grid": lambda: [10]},
         "frequency_bands": {"probes": {"rgb": {"transform": "identity"},
@@ -152,7 +156,8 @@ def test_fillable_follows_the_grid():
     }  # fmt: skip
     for name, change in variants.items():
         filled = catalog.filled(SimpleNamespace(**{**base, **change}))
-        assert sorted(filled) == sorted([*always, name]), name
+        extra = ["geneval"] if name == "geneval_wu" else []  # a Wu et al. score is a GenEval
+        assert sorted(filled) == sorted([*always, *extra, name]), name
 
 
 def test_page_lists_every_figure_with_its_label(tables, tmp_path):
@@ -189,6 +194,35 @@ def test_geneval_and_clipscore_points(drawn):
     assert len(clip) == 3 * 2 * 2
     for r in clip.itertuples():
         assert r.clipscore == 25 + list(REGISTRY).index(r.generator)  # its caption dataset's
+
+
+def test_geneval_points_are_marked_by_who_computed_them(drawn):
+    gen = read(drawn, "geneval")
+    for r in gen.itertuples():
+        assert r.geneval_cite == REGISTRY[r.generator]["geneval"]["cite"]
+    wu = read(drawn, "geneval_wu")
+    pd.testing.assert_frame_equal(wu, gen)  # both fixture scores are Wu et al.'s
+    registry = {**REGISTRY, "g1": {"geneval": {"score": 0.4, "source": "Ghosh et al., T. 2"}}}
+    table = plots.geneval_table(registry)
+    assert dict(zip(table.generator, table.x_cite)) == {
+        "g1": "Ghosh et al., T. 2",  # no cite: marked by its full source
+        "g2": "Wu et al. 2025",
+    }
+    only_wu = plots.geneval_table(registry, cite=catalog.WU_GENEVAL)
+    assert list(only_wu.generator) == ["g2"] and list(only_wu.x) == [0.65]
+
+
+def test_probe_gaps_are_synth_over_real_of_the_same_probe_and_arch(drawn):
+    gaps = read(drawn, "probe_gaps")
+    pairs = [(p, a) for p, spec in PROBES.items() for a in spec["archs"]]
+    assert len(gaps) == len(SYNTH) * len(pairs)  # rgb included: the gap the others compare to
+    assert list(dict.fromkeys(zip(gaps.probe, gaps.arch))) == pairs
+    for r in gaps.itertuples():
+        synth = top1(r.train_dataset, r.probe, r.arch, "real")
+        real = top1("real", r.probe, r.arch, "real")
+        assert (r.synth_top1, r.real_top1) == (synth, real)
+        assert r.relative_top1 == pytest.approx(synth / real)
+        assert r.label == f"{r.probe} ({r.arch})"
 
 
 def test_probe_figures_points(drawn):

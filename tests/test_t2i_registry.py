@@ -92,6 +92,14 @@ def test_geneval_entries_are_scores_with_sources(registry):
     assert len(scored) >= 8
     for gid, ge in scored.items():
         assert 0 < ge["score"] < 1 and ge["source"], gid
+    # Who computed each score marks its Fig. 3 point: the paper's own source (Wu et al.) covers
+    # six of the models, the GenEval and Sana papers the rest.
+    cites = {g: ge["cite"] for g, ge in scored.items()}
+    assert all(scored[g]["source"].startswith(c) for g, c in cites.items())
+    assert sorted(g for g, c in cites.items() if c == "Wu et al. 2025") == [
+        "flux-dev", "lumina2", "pixart", "qwen", "sd30", "sd35-large",
+    ]  # fmt: skip
+    assert set(cites.values()) == {"Wu et al. 2025", "Ghosh et al. 2023", "Xie et al. 2024"}
     # GenEval rises with model generation (the paper's Fig. 3 x-axis).
     assert scored["sd15"]["score"] < scored["sdxl"]["score"] < scored["qwen"]["score"]
 

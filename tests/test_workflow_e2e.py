@@ -94,7 +94,7 @@ FILLED = catalog.filled(e2e_grid())
 
 def test_catalog_predicts_what_the_e2e_grid_fills():
     # no GenEval scores in the demo registry and no caption prompts: those two stay empty
-    assert FILLED == ["release", "accuracy", "ipc", "probes", "frequency_bands",
+    assert FILLED == ["release", "accuracy", "ipc", "probes", "probe_gaps", "frequency_bands",
                       "density_coverage", "transfer", "spectra"]  # fmt: skip
 
 
@@ -127,12 +127,19 @@ def test_figures_and_sidecars(run_dir):
     for r in probes.itertuples():
         assert r.probe_top1 == pytest.approx(top1[(r.train_dataset, r.probe, r.arch, "real")])
     assert len(pd.read_csv(figs / "frequency_bands.csv")) == len(SYNTH) * 2
+    gaps = pd.read_csv(figs / "probe_gaps.csv")
+    assert len(gaps) == len(SYNTH) * 4  # rgb too: the gap the probes' gaps compare with
+    for r in gaps.itertuples():
+        real = top1[("real", r.probe, r.arch, "real")]
+        synth = top1[(r.train_dataset, r.probe, r.arch, "real")]
+        assert r.relative_top1 == pytest.approx(synth / real)
     assert len(pd.read_csv(figs / "density_coverage.csv")) == len(SYNTH)
     transfer = pd.read_csv(figs / "transfer.csv")
     for r in transfer.itertuples():
         assert r.real_to_synth == pytest.approx(top1[("real", "rgb", "smallcnn", r.dataset)])
     # the demo registry has no GenEval scores and the grid no caption prompts: drawn empty
     assert len(pd.read_csv(figs / "geneval.csv")) == 0
+    assert len(pd.read_csv(figs / "geneval_wu.csv")) == 0
     assert len(pd.read_csv(figs / "clipscore.csv")) == 0
     ipc = pd.read_csv(figs / "ipc.csv")
     assert len(ipc) == (1 + len(SYNTH)) * len(IPC)

@@ -36,6 +36,16 @@ def has_geneval(grid: Grid) -> bool:
     return any(grid.registry[g].get("geneval") for g in grid.generators)
 
 
+#: The GenEval source the paper cites ("as computed by Wu et al."): a registry ``geneval.cite``.
+WU_GENEVAL = "Wu et al. 2025"
+
+
+def has_wu_geneval(grid: Grid) -> bool:
+    """Fig. 3 (top) as the paper draws it needs a generator whose GenEval is Wu et al.'s."""
+    scores = (grid.registry[g].get("geneval") or {} for g in grid.generators)
+    return any(s.get("cite") == WU_GENEVAL for s in scores)
+
+
 def has_captions(grid: Grid) -> bool:
     """CLIPScore is measured against caption prompts: none without caption datasets."""
     return "caption" in grid.prompt_types
@@ -91,8 +101,13 @@ FIGURES: tuple[Figure, ...] = (
            category="Prompt following", caption="clipscore.rst", fillable=has_captions),
     Figure("ipc", "Fig. 7", "top-1 against images per class",
            category="Prompt following", caption="ipc.rst", fillable=has_ipc),
+    Figure("geneval_wu", "Fig. 3 (top, Wu et al. only)",
+           "top-1 against GenEval as computed by Wu et al., per architecture",
+           category="Prompt following", caption="geneval_wu.rst", fillable=has_wu_geneval),
     Figure("probes", "Fig. 4", "probes (structure, texture, frequency) against RGB",
            category="Structure and texture", caption="probes.rst"),
+    Figure("probe_gaps", "Fig. 4 (gaps)", "each probe's Synth→Real relative to its Real→Real",
+           category="Structure and texture", caption="probe_gaps.rst"),
     Figure("frequency_bands", "Fig. 4 (right)", "low-/high-pass against RGB",
            category="Frequency", caption="frequency_bands.rst",
            fillable=has_frequency_probes),

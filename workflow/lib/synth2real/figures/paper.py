@@ -130,6 +130,14 @@ def draw_all(
         "geneval": lambda stem: figures.alignment_figure(
             t.results, figures.geneval_table(t.registry), "geneval", t.rgb_archs, stem, highlight
         ),
+        "geneval_wu": lambda stem: figures.alignment_figure(
+            t.results,
+            figures.geneval_table(t.registry, cite=catalog.WU_GENEVAL),
+            "geneval",
+            t.rgb_archs,
+            stem,
+            highlight,
+        ),
         "clipscore": lambda stem: figures.alignment_figure(
             t.results,
             figures.clipscore_table(t.clipscore, t.synthetic),
@@ -139,6 +147,7 @@ def draw_all(
             highlight,
         ),
         "probes": lambda stem: figures.probes_figure(t.results, enabled, arch, stem, highlight),
+        "probe_gaps": lambda stem: figures.probe_gaps_figure(t.results, enabled, stem, highlight),
         "frequency_bands": lambda stem: figures.probes_figure(
             t.results, enabled, arch, stem, highlight, panels=("frequency",)
         ),

@@ -183,6 +183,59 @@ def probes_figure(
     return pts
 
 
+def probe_gaps_figure(
+    results: pd.DataFrame,
+    probes: Mapping[str, Mapping[str, Any]],
+    stem: str | os.PathLike[str],
+    highlight: str | None = None,
+) -> pd.DataFrame:
+    """Fig. 4 as gaps: each probe's Synth->Real top-1 relative to its own Real->Real top-1.
+
+    ``relative_top1 = synth_top1 / real_top1`` for the same probe and architecture. A probe
+    removes information (depth drops colour and texture), so its raw accuracy falls for real
+    and synthetic training alike; the paper trains and tests in probe space "to account for
+    drop due to information removal" and reads the gap to real data in that space. 1 means
+    no gap. Probe/architecture pairs without a real baseline (yet) are left out.
+    """
+    rows = []
+    for probe, spec in probes.items():
+        for arch in spec["archs"]:
+            try:
+                base = real_baseline(results, probe, arch)
+            except ValueError:
+                continue
+            for r in synth_to_real(results, probe, arch).itertuples():
+                rows.append(
+                    {
+                        "train_dataset": r.train_dataset,
+                        "generator": r.generator,
+                        "prompt_type": r.prompt_type,
+                        "probe": probe,
+                        "arch": arch,
+                        "label": f"{probe} ({arch})",
+                        "synth_top1": r.top1,
+                        "real_top1": base,
+                        "relative_top1": r.top1 / base if base > 0 else float("nan"),
+                    }
+                )
+    cols = ["train_dataset", "generator", "prompt_type", "probe", "arch", "label"]
+    pts = pd.DataFrame(rows, columns=[*cols, "synth_top1", "real_top1", "relative_top1"])
+    pts["highlight"] = _is_highlight(pts.generator, highlight)
+    labels = list(dict.fromkeys(pts.label))
+    pts["x"] = pts.label.map({lab: i for i, lab in enumerate(labels)}).astype(float)
+    fig, ax = plt.subplots(figsize=(max(4.2, 0.9 * len(labels) + 1.5), 3.6))
+    _scatter(ax, pts, "x", "relative_top1", hue="prompt_type")
+    ax.axhline(1.0, color="black", ls="--", lw=1, label="Real→Real (no gap)")
+    ax.legend(fontsize=7)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
+    ax.set(xlabel="probe (architecture)", ylabel="Synth→Real / Real→Real top-1")
+    ax.set_title("Gap to real data in each probe's own space")
+    if pts.empty:
+        _no_data(ax, "no probe with a real baseline in this run")
+    save_figure(fig, pts.drop(columns="x"), stem)
+    return pts.drop(columns="x")
+
+
 def density_coverage_figure(
     results: pd.DataFrame,
     distribution: pd.DataFrame,
@@ -339,14 +392,28 @@ def release_figure(
 
 
 # --------------------------------------------------------------------------- Fig. 3
-def geneval_table(registry: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """GenEval score and its source per generator (registry ``geneval``; None = not published)."""
+def geneval_table(
+    registry: Mapping[str, Mapping[str, Any]], cite: str | None = None
+) -> pd.DataFrame:
+    """GenEval score, its source and citation per generator (registry ``geneval``; None = not
+    published). ``cite`` keeps only the scores of that citation (e.g. Wu et al.'s).
+
+    The citation (``geneval.cite``) marks each point by who computed the score: the paper
+    takes Wu et al.'s numbers, and scores from other papers are not strictly comparable. A
+    registry entry without one is marked by its full ``source``.
+    """
     rows = [
-        {"generator": g, "x": s["geneval"]["score"], "x_source": s["geneval"]["source"]}
+        {
+            "generator": g,
+            "x": s["geneval"]["score"],
+            "x_source": s["geneval"]["source"],
+            "x_cite": s["geneval"].get("cite", s["geneval"]["source"]),
+        }
         for g, s in registry.items()
         if s.get("geneval")
     ]
-    return pd.DataFrame(rows, columns=["generator", "x", "x_source"])
+    frame = pd.DataFrame(rows, columns=["generator", "x", "x_source", "x_cite"])
+    return frame if cite is None else frame[frame.x_cite == cite].reset_index(drop=True)
 
 
 def clipscore_table(
@@ -371,8 +438,9 @@ def alignment_figure(
 ) -> pd.DataFrame:
     """Fig. 3: Synth->Real top-1 against a prompt-following score, one panel per architecture.
 
-    ``scores`` has one row per generator (``generator, x, x_source``); both prompt types of a
-    generator sit at its score. The real baseline of each architecture is a dashed line.
+    ``scores`` has one row per generator (``generator, x, x_source``, and optionally
+    ``x_cite``, which then picks each point's marker); both prompt types of a generator sit at
+    its score. The real baseline of each architecture is a dashed line.
     """
     rows = []
     for arch in archs:
@@ -384,16 +452,18 @@ def alignment_figure(
         pts["arch"] = arch
         pts["real_baseline"] = base
         rows.append(pts)
-    cols = ["train_dataset", "generator", "prompt_type", "arch", "x", "x_source", "top1"]
+    cite = ["x_cite"] if "x_cite" in scores.columns else []
+    cols = ["train_dataset", "generator", "prompt_type", "arch", "x", "x_source", *cite, "top1"]
     pts = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
     pts = pts[[*cols, "real_baseline"]].rename(
-        columns={"x": metric, "x_source": f"{metric}_source"}
+        columns={"x": metric, "x_source": f"{metric}_source", "x_cite": f"{metric}_cite"}
     )
     pts["highlight"] = _is_highlight(pts.generator, highlight)
+    style = f"{metric}_cite" if cite else None
     fig, axes = plt.subplots(1, len(archs), figsize=(3.3 * len(archs), 3.2), squeeze=False)
     for ax, arch in zip(axes[0], archs):
         sel = pts[pts.arch == arch]
-        _scatter(ax, sel, metric, "top1", hue="prompt_type")
+        _scatter(ax, sel, metric, "top1", hue="prompt_type", style=style)
         if len(sel) and np.isfinite(sel.real_baseline.iloc[0]):
             ax.axhline(sel.real_baseline.iloc[0], color="black", ls="--", lw=1)
         if sel.empty:
