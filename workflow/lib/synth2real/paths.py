@@ -166,16 +166,23 @@ class RunPaths:
         return f"{self.page_dir(generator)}/page.md"
 
     # ------------------------------------------------ scaling (Fig. 7): under scaling/
+    # The scaling runs mirror the main grid's layout under scaling/, an IPC model's dataset
+    # being ``<dataset>/ipc<n>``: one template per file kind, shared by both.
+    @property
+    def scaling(self) -> RunPaths:
+        """The main grid's layout rooted at ``scaling/`` (CPC data, IPC models and evals)."""
+        return RunPaths(f"{self.root}/scaling")
+
     def cpc_prompts(self, synth: str = "{synth}") -> str:
-        return f"{self.root}/scaling/prompts/{synth}.parquet"
+        return f"{self.scaling.root}/prompts/{synth}.parquet"
 
     def cpc_shard(
         self, synth: str = "{synth}", split: str = "{split}", shard: str = "{shard}"
     ) -> str:
-        return f"{self.root}/scaling/data/{synth}/{split}/shard-{shard}.parquet"
+        return self.scaling.data_shard(synth, split, shard)
 
     def ipc_subset(self, dataset: str = "{dataset}", ipc: int | str = "{ipc}") -> str:
-        return f"{self.root}/scaling/subsets/{dataset}/ipc{ipc}"
+        return f"{self.scaling.root}/subsets/{dataset}/ipc{ipc}"
 
     def ipc_model(
         self,
@@ -184,7 +191,7 @@ class RunPaths:
         probe: str = "{probe}",
         arch: str = "{arch}",
     ) -> str:
-        return f"{self.root}/scaling/models/{dataset}/ipc{ipc}/{probe}/{arch}/model.pt"
+        return self.scaling.model(f"{dataset}/ipc{ipc}", probe, arch)
 
     def ipc_history(
         self,
@@ -193,7 +200,7 @@ class RunPaths:
         probe: str = "{probe}",
         arch: str = "{arch}",
     ) -> str:
-        return f"{self.root}/scaling/models/{dataset}/ipc{ipc}/{probe}/{arch}/history.csv"
+        return self.scaling.history(f"{dataset}/ipc{ipc}", probe, arch)
 
     def ipc_checkpoint(
         self,
@@ -202,7 +209,7 @@ class RunPaths:
         probe: str = "{probe}",
         arch: str = "{arch}",
     ) -> str:
-        return f"{self.root}/scaling/checkpoints/{dataset}/ipc{ipc}/{probe}/{arch}.pt"
+        return self.scaling.checkpoint(f"{dataset}/ipc{ipc}", probe, arch)
 
     def ipc_eval(
         self,
@@ -212,4 +219,4 @@ class RunPaths:
         arch: str = "{arch}",
         test_dataset: str = "{test_dataset}",
     ) -> str:
-        return f"{self.root}/scaling/eval/{dataset}/ipc{ipc}/{probe}/{arch}/{test_dataset}.csv"
+        return self.scaling.eval_csv(f"{dataset}/ipc{ipc}", probe, arch, test_dataset)
