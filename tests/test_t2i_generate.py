@@ -20,9 +20,9 @@ from synth2real.generate.pipelines import (
     download_weights,
     generate_shard,
     oom_backoff,
-    resize_image,
     to_uint8,
 )
+from synth2real.preprocess import stored_pixels
 from synth2real.shards import decode_images, read_shard
 
 SPEC = {
@@ -138,7 +138,7 @@ def test_generate_shard_passes_settings_and_stores_them(tmp_path):
     assert table["dataset"] == ["fake-caption"] * 3 and table["split"] == ["val"] * 3
     assert table["shard"] == [5] * 3 and table["row"] == [0, 1, 2]
     assert table["output_size"] == [8] * 3 and table["resolution"] == [16] * 3
-    expected = resize_image(
+    expected = stored_pixels(
         to_uint8(torch.rand(16, 16, 3, generator=torch.Generator().manual_seed(51)).numpy()), 8
     )
     np.testing.assert_array_equal(decode_images(read_shard(tmp_path / "s.parquet"))[1], expected)
@@ -166,26 +166,18 @@ def test_rows_without_required_columns_are_rejected(tmp_path):
         generate_shard(FakePipe(), SPEC, bad, tmp_path / "s.parquet", batch_size=1, progress=False)
 
 
-@pytest.mark.parametrize("resize_filter", ["lanczos", "bicubic"])
-def test_resize_is_antialiased(resize_filter):
-    # A one-pixel checkerboard has all its energy at Nyquist: an antialiased 2x downsample
-    # averages it to flat grey, a naive one (nearest) keeps a single phase, all black or white.
-    board = ((np.indices((32, 32)).sum(0) % 2) * 255).astype(np.uint8)
-    board = np.repeat(board[..., None], 3, axis=2)
-    small = resize_image(board, 16, resize_filter)
-    assert small.shape == (16, 16, 3)
-    assert abs(small[4:-4, 4:-4].mean() - 127.5) < 10
-    assert small[4:-4, 4:-4].std() < 10
-
-
-def test_resize_filter_comes_from_the_spec(tmp_path):
-    generate_shard(FakePipe(), SPEC, rows(2), tmp_path / "l.parquet", batch_size=2, progress=False)
-    spec = dict(SPEC, resize_filter="bicubic")
-    generate_shard(FakePipe(), spec, rows(2), tmp_path / "b.parquet", batch_size=2, progress=False)
-    lanczos = decode_images(read_shard(tmp_path / "l.parquet"))
-    bicubic = decode_images(read_shard(tmp_path / "b.parquet"))
-    assert not np.array_equal(lanczos, bicubic)
-    assert np.abs(lanczos.astype(int) - bicubic.astype(int)).mean() < 20
+def test_jpeg_quality_comes_from_the_spec(tmp_path):
+    """The official code's JPEG q95 at the generation resolution, before the shared resize."""
+    generate_shard(FakePipe(), SPEC, rows(2), tmp_path / "p.parquet", batch_size=2, progress=False)
+    spec = dict(SPEC, jpeg_quality=95)
+    generate_shard(FakePipe(), spec, rows(2), tmp_path / "j.parquet", batch_size=2, progress=False)
+    lossless = decode_images(read_shard(tmp_path / "p.parquet"))
+    jpeg = decode_images(read_shard(tmp_path / "j.parquet"))
+    full = to_uint8(torch.rand(16, 16, 3, generator=torch.Generator().manual_seed(50)).numpy())
+    np.testing.assert_array_equal(lossless[0], stored_pixels(full, 8))
+    np.testing.assert_array_equal(jpeg[0], stored_pixels(full, 8, jpeg_quality=95))
+    assert not np.array_equal(lossless, jpeg)
+    assert 0 < np.abs(lossless.astype(int) - jpeg.astype(int)).mean() < 20
 
 
 def test_to_uint8_matches_diffusers_rounding():

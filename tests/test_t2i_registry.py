@@ -164,11 +164,20 @@ def test_demo_entries_need_only_sampling_settings():
         ({"release_date": dt.date(2024, 1, 1)}, "string"),
         ({"geneval": {"score": 1.5, "source": "x"}}, "geneval"),
         ({"guidance_kind": "magic"}, "magic"),
+        ({"jpeg_quality": 101}, "maximum"),
+        ({"resize_filter": "lanczos"}, "generators/x: resize_filter was removed: real and synth"),
     ],
 )
 def test_schema_rejects_bad_entries(entry, message):
     with pytest.raises(RegistryError, match=message):
         validate_registry(_doc(**entry))
+
+
+def test_removed_top_level_key_is_rejected_not_ignored():
+    doc = _doc()
+    doc["resize_filter"] = "bicubic"
+    with pytest.raises(RegistryError, match="<top>: resize_filter was removed"):
+        validate_registry(doc)
 
 
 def test_schema_rejects_ids_that_break_dataset_names():
@@ -185,7 +194,7 @@ def test_entry_defaults_and_top_level_output_size(tmp_path):
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(doc))
     spec = generator_spec(path, "x")
-    assert spec["id"] == "x" and spec["output_size"] == 64 and spec["resize_filter"] == "lanczos"
+    assert spec["id"] == "x" and spec["output_size"] == 64 and spec["jpeg_quality"] is None
     assert spec["guidance_arg"] == "guidance_scale" and spec["pipeline_kwargs"] == {}
     with pytest.raises(RegistryError, match="known: x"):
         generator_spec(path, "nope")

@@ -55,6 +55,30 @@ def schema_path(registry_path: str | os.PathLike[str] | None = None) -> Path:
     raise RegistryError(f"cannot find {_SCHEMA_NAME}; looked in: {', '.join(map(str, candidates))}")
 
 
+#: Keys a registry may no longer set, and why: without this the schema (open to extra keys)
+#: would accept them silently, and a run would not do what its registry says.
+REMOVED_KEYS = {
+    "resize_filter": "real and synthetic images share one resize (bicubic, synth2real.preprocess); "
+    "drop the key (docs/fidelity.md row 7)",
+}
+
+
+def _removed_keys(data: Any) -> list[str]:
+    """One line per removed key the registry still sets, top level or in an entry."""
+    if not isinstance(data, Mapping):
+        return []
+    entries = data.get("generators")
+    places = [("<top>", data)]
+    if isinstance(entries, Mapping):
+        places += [(f"generators/{g}", e) for g, e in entries.items() if isinstance(e, Mapping)]
+    return [
+        f"  at {where}: {key} was removed: {why}"
+        for where, node in places
+        for key, why in REMOVED_KEYS.items()
+        if key in node
+    ]
+
+
 def validate_registry(
     data: Mapping[str, Any], schema_file: str | os.PathLike[str] | None = None
 ) -> None:
@@ -63,10 +87,10 @@ def validate_registry(
         schema = yaml.safe_load(fh)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [
-            f"  at {'/'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors
-        ]
+    lines = _removed_keys(data) + [
+        f"  at {'/'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors
+    ]
+    if lines:
         raise RegistryError("generator registry is invalid:\n" + "\n".join(lines))
 
 
@@ -74,7 +98,7 @@ def normalise_spec(
     gen_id: str,
     entry: Mapping[str, Any],
     output_size: int | None = None,
-    resize_filter: str | None = None,
+    jpeg_quality: int | None = None,
 ) -> dict[str, Any]:
     """Fill an entry's defaults so downstream code never has to guess.
 
@@ -84,7 +108,7 @@ def normalise_spec(
     spec = copy.deepcopy(dict(entry))
     spec["id"] = gen_id
     spec.setdefault("output_size", output_size if output_size is not None else DEFAULT_OUTPUT_SIZE)
-    spec.setdefault("resize_filter", resize_filter or "lanczos")
+    spec.setdefault("jpeg_quality", jpeg_quality)
     spec.setdefault("guidance_arg", "guidance_scale")
     spec.setdefault("guidance_kind", "cfg")
     spec["pipeline_kwargs"] = dict(spec.get("pipeline_kwargs") or {})
@@ -102,8 +126,8 @@ def load_registry(path: str | os.PathLike[str], validate: bool = True) -> dict[s
         raise RegistryError(f"{path}: expected a mapping with a `generators` key")
     if validate:
         validate_registry(data, schema_path(path))
-    size, flt = data.get("output_size"), data.get("resize_filter")
-    return {gid: normalise_spec(gid, e, size, flt) for gid, e in data["generators"].items()}
+    size, jpeg = data.get("output_size"), data.get("jpeg_quality")
+    return {gid: normalise_spec(gid, e, size, jpeg) for gid, e in data["generators"].items()}
 
 
 def generator_spec(path: str | os.PathLike[str], gen_id: str) -> dict[str, Any]:

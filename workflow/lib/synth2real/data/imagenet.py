@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from synth2real.grid import SPLITS, read_classes
+from synth2real.preprocess import store_image, stored_pixels
 from synth2real.seeding import rng
-from synth2real.shards import chunk_rows, encode_png, write_shard
+from synth2real.shards import chunk_rows, write_shard
 
 #: File suffixes read as images (case-insensitive): ILSVRC uses ``.JPEG``.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpeg", ".jpg", ".png")
@@ -214,26 +214,13 @@ def select_rows(
 
 
 def load_square(path: str | os.PathLike[str], size: int) -> np.ndarray:
-    """Decode an image, resize its short side to ``size``, centre-crop to size x size RGB.
+    """The stored pixels of one image file: :func:`synth2real.preprocess.stored_pixels`, the
+    path synthetic images take too (short side to ``size``, bicubic, centre crop, RGB).
 
-    Resampling is PIL BICUBIC, antialiased (PIL widens the kernel when downscaling), with no
-    ``reducing_gap``: ILSVRC images are ~500x375, so going to 256 is a < 2x reduction where
-    the two-step shortcut saves nothing, and exact resampling keeps pixels independent of an
-    approximation. Bicubic also matches the official code's ``InterpolationMode.BICUBIC``.
-    The centre crop makes every image the same shape, so a split's images stack into one
-    array and batch without padding; the short-side resize keeps the aspect ratio.
+    ILSVRC images are ~500x375, so going to 256 is a < 2x reduction; the crop keeps the
+    aspect ratio and gives every image of a split the same shape.
     """
-    with Image.open(path) as im:
-        im = im.convert("RGB")  # ILSVRC holds a few greyscale and CMYK JPEGs
-        w, h = im.size
-        if w <= h:
-            new = (size, max(size, round(h * size / w)))
-        else:
-            new = (max(size, round(w * size / h)), size)
-        if new != (w, h):
-            im = im.resize(new, Image.Resampling.BICUBIC)
-        left, top = (new[0] - size) // 2, (new[1] - size) // 2
-        return np.asarray(im.crop((left, top, left + size, top + size)))
+    return stored_pixels(path, size)
 
 
 def write_imagenet_shard(
@@ -264,7 +251,7 @@ def write_imagenet_shard(
     size = int(data["image_size"])
     write_shard(
         {
-            "image": [encode_png(load_square(Path(root) / r.source_id, size)) for r in part],
+            "image": [store_image(Path(root) / r.source_id, size) for r in part],
             "label": [r.label for r in part],
             "class_id": [r.wnid for r in part],
             "prompt": [""] * len(part),

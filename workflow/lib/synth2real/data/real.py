@@ -10,7 +10,8 @@ import numpy as np
 
 from synth2real.data import digits, imagenet
 from synth2real.grid import SPLITS
-from synth2real.shards import chunk_rows, encode_png, write_shard
+from synth2real.preprocess import store_image
+from synth2real.shards import chunk_rows, write_shard
 
 
 def digits_rows(data: Mapping[str, Any], split: str, seed: int) -> dict[str, np.ndarray]:
@@ -38,11 +39,12 @@ def write_real_shard(
     rows = digits_rows(data, split, seed)
     start, stop = list(chunk_rows(len(rows["index"]), n_shards))[shard]
     sel = slice(start, stop)
-    pixels = digits.upscale(rows["image"][sel], data["image_size"])
+    size = int(data["image_size"])
+    pixels = digits.upscale(rows["image"][sel], size)  # already the stored size: stored as is
     labels = rows["label"][sel]
     write_shard(
         {
-            "image": [encode_png(im) for im in pixels],
+            "image": [store_image(im, size) for im in pixels],
             "label": labels.tolist(),
             "class_id": [digits.CLASS_NAMES[y] for y in labels],
             "prompt": [""] * len(labels),

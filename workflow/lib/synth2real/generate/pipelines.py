@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from synth2real.io import remove_stale_temps
+from synth2real.preprocess import store_image
 from synth2real.registry import RegistryError, download_patterns
-from synth2real.shards import encode_png, write_shard
+from synth2real.shards import write_shard
 
 log = logging.getLogger(__name__)
 
@@ -247,22 +247,6 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return (np.clip(images, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
-_FILTERS = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC}
-
-
-def resize_image(image: np.ndarray, size: int, resize_filter: str = "lanczos") -> np.ndarray:
-    """Square-resize one uint8 HxWx3 image with an antialiased PIL filter.
-
-    The paper downsamples every generated image to 256 px; a non-antialiased resize would alias
-    high frequencies into the very band the frequency probes measure. PIL scales its filter
-    support with the reduction factor, so both LANCZOS (default) and BICUBIC (PIL's default,
-    what the official code used) are antialiased.
-    """
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    return np.asarray(Image.fromarray(image).resize((size, size), _FILTERS[resize_filter]))
-
-
 def oom_backoff(
     items: Sequence[Any],
     batch_size: int,
@@ -390,8 +374,10 @@ def generate_shard(
     ``split``, ``row``, ...) are carried into the shard. Each row's noise comes from its own
     ``torch.Generator(generator_device).manual_seed(seed)``; the default CPU generator makes the
     initial noise identical on every machine (CUDA generators draw a different stream), at a
-    negligible cost. Images are downsampled to ``spec["output_size"]`` with the antialiased
-    ``spec["resize_filter"]`` (default LANCZOS).
+    negligible cost. Images are stored by :func:`synth2real.preprocess.store_image`, the path
+    real images take too: downsampled to ``spec["output_size"]`` (bicubic, antialiased), PNG;
+    ``spec["jpeg_quality"]`` (None: off) first round-trips them through JPEG at the generation
+    resolution, as the official code saved them.
 
     If ``out_path`` already exists the shard is complete (it is written by rename) and the call
     returns at once with ``skipped=True``: a rerun after preemption redoes only missing shards.
@@ -406,7 +392,7 @@ def generate_shard(
     table_rows = _checked_rows(rows, out)
     res = int(spec["resolution"])
     size = int(spec.get("output_size", res))
-    resize_filter = spec.get("resize_filter", "lanczos")
+    jpeg_quality = spec.get("jpeg_quality")
     call_kwargs = _call_kwargs(spec, res)
 
     def run(chunk: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -434,7 +420,7 @@ def generate_shard(
                     f"pipeline returned {len(batch)} images for {len(chunk)} prompts"
                 )
             for k, img in enumerate(batch):
-                images[start + k] = encode_png(resize_image(img, size, resize_filter))
+                images[start + k] = store_image(img, size, jpeg_quality)
             bar.update(len(chunk))
     seconds = time.perf_counter() - t0
 
