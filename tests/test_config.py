@@ -158,3 +158,10 @@ def test_generator_settings_drop_figure_metadata():
     kept = generator_settings(spec, registry_schema)
     assert {"display_name", "release_date", "geneval", "gated"}.isdisjoint(kept)
     assert kept["steps"] == spec["steps"] and kept["repo_id"] == spec["repo_id"]
+
+
+def test_real_and_synthetic_stored_sizes_must_agree():
+    config = load("demo.yaml")
+    config["data"]["image_size"] = 24
+    with pytest.raises(ConfigError, match=r"image_size is 24 .* ddpm-cfg1 at 16"):
+        grid_of(config)

@@ -82,6 +82,7 @@ class Grid:
                 f"{config['generators_file']} defines {', '.join(self.registry)}"
             )
         self.generators: list[str] = list(config["generators"])
+        self._check_stored_size()
         self.prompt_types: list[str] = list(config["prompt_types"])
         self.synthetic: dict[str, tuple[str, str]] = {
             f"{g}-{p}": (g, p) for g in self.generators for p in self.prompt_types
@@ -102,6 +103,20 @@ class Grid:
                 raise ConfigError(f"probes.{name}: a {spec['transform']} probe needs a cutoff")
         if config["reference_arch"] not in config["probes"]["rgb"]["archs"]:
             raise ConfigError("reference_arch must be one of probes.rgb.archs")
+
+    def _check_stored_size(self) -> None:
+        """Real and synthetic images are stored at one side: ``data.image_size`` for real, each
+        generator's ``output_size`` for synthetic (synth2real.preprocess makes them alike in
+        every other way). A mismatch would train on one size and test on another."""
+        side = self.config["data"]["image_size"]
+        off = {g: self.registry[g]["output_size"] for g in self.generators}
+        off = {g: s for g, s in off.items() if s != side}
+        if off:
+            raise ConfigError(
+                f"data.image_size is {side} but {self.config['generators_file']} stores "
+                + ", ".join(f"{g} at {s}" for g, s in off.items())
+                + " (output_size); real and synthetic images must share one stored size"
+            )
 
     # ----------------------------------------------------------------- data
     def _num_classes(self) -> int:
