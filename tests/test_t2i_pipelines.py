@@ -110,9 +110,13 @@ def test_row_image_does_not_depend_on_batch_size(family, tiny, tmp_path):
     _, pipe = tiny(family)
     generate_shard(pipe, spec, rows(), tmp_path / "b4.parquet", batch_size=4, progress=False)
     generate_shard(pipe, spec, rows(), tmp_path / "b1.parquet", batch_size=1, progress=False)
-    a = decode_images(read_shard(tmp_path / "b4.parquet"))
-    b = decode_images(read_shard(tmp_path / "b1.parquet"))
-    np.testing.assert_array_equal(a, b)
+    a = decode_images(read_shard(tmp_path / "b4.parquet")).astype(int)
+    b = decode_images(read_shard(tmp_path / "b1.parquet")).astype(int)
+    # Same noise per row, so the same image up to float rounding: a batched kernel may differ
+    # from the unbatched one in the last bit (PixArt's tiny model by 3e-7), and a value that
+    # sits on a rounding boundary of the uint8 conversion then flips by one. Mixed-up seeds
+    # would change every pixel.
+    assert np.abs(a - b).max() <= 1 and (a != b).mean() < 0.01
 
 
 def test_same_config_and_seed_give_byte_identical_shards(tiny, tmp_path):

@@ -8,7 +8,8 @@ Three steps, each one function, shared by every diffusers model in ``config/gene
   that directory, so a new generator is a new YAML entry and nothing else;
 * :func:`generate_shard` turns prompt rows into a contract-conforming Parquet shard. Each row has
   its own seeded generator, so a row's image does not depend on the batch it was computed in,
-  on the batch size, or on whether the batch size was halved after an out-of-memory error.
+  on the batch size, or on whether the batch size was halved after an out-of-memory error
+  (beyond float rounding: a batched kernel can differ in the last bit, rarely one uint8 step).
 """
 
 from __future__ import annotations
