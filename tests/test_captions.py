@@ -878,8 +878,11 @@ def test_paper_config_sends_the_table3_instruction_and_a_new_preset_recaptions(
         run = [*argv, "--base-url", server.base_url]
         assert cli.main([*run, "--out", str(tmp_path / "a.parquet")]) == 0
         assert server.instructions == Counter({table3: 6})
+        # the job logs what it is about to spend before sending anything
+        assert "estimate (table3 instruction): 6 request(s)" in capsys.readouterr().err
         assert cli.main([*run, "--out", str(tmp_path / "b.parquet"), "--concurrency", "2"]) == 0
         assert server.instructions == Counter({table3: 6})  # a runtime knob: all cached
+        assert "estimate (table3 instruction): 0 request(s)" in capsys.readouterr().err
         assert cli.main([*run, "--out", str(tmp_path / "c.parquet"), "--instruction", "paper"]) == 0
         assert server.instructions == Counter({table3: 6, INSTRUCTION_PRESETS["paper"]: 6})
     for part in ("two to three sentence", "background", "foreground", "objects", "camera angle"):

@@ -160,8 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             report_estimate(estimate(args, settings).to_dict(), settings, args.dry_run_out)
             return 0
+        tables = output_tables(args)
+        shards = [shard for group in tables.values() for shard in group]
+        # What the run is about to spend, in its log before anything is sent.
+        log_estimate(dry_run(shards, settings, args.cache_dir, 200).to_dict(), settings)
         caption_tables(
-            output_tables(args),
+            tables,
             args.failures,
             args.cache_dir,
             settings,
@@ -208,9 +212,14 @@ def report_estimate(
     print(text)
     if out:
         atomic_write_bytes(out, (text + "\n").encode())
+    log_estimate(estimate, settings)
+
+
+def log_estimate(estimate: dict[str, Any], settings: CaptionSettings) -> None:
+    """One log line: requests (images not cached), tokens and dollars, with the preset."""
     preset = settings.instruction if settings.instruction in INSTRUCTION_PRESETS else "custom"
     log.info(
-        "dry run (%s instruction): %d request(s), %d input + %d output tokens: "
+        "estimate (%s instruction): %d request(s), %d input + %d output tokens: "
         "$%.2f online, $%.2f batch",
         preset,
         estimate["n_requests"],
