@@ -69,6 +69,7 @@ class FakeOpenAIServer:
         self.successes: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.online_requests = 0
+        self.instructions: Counter[str] = Counter()  # text parts of the requests, as received
         self.retry_after_violations: list[tuple[str, float]] = []
         self.retry_after_honoured = 0
         self.blocked_until: dict[str, float] = {}
@@ -125,14 +126,17 @@ class FakeOpenAIServer:
 
     def decide(self, body: dict[str, Any], online: bool) -> tuple[str, str | None]:
         """Count one request for an image and pick its fault (None = a good answer)."""
-        url = ""
+        url, texts = "", []
         for message in body.get("messages", []):
             for part in message.get("content", []):
                 if isinstance(part, dict) and part.get("type") == "image_url":
                     url = part["image_url"]["url"]
+                elif isinstance(part, dict) and part.get("type") == "text":
+                    texts.append(part["text"])
         key = image_key(url)
         now = time.monotonic()
         with self.lock:
+            self.instructions.update(texts)
             n = self.attempts[key]
             self.attempts[key] += 1
             self.requests[key] += 1

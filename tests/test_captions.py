@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from fake_openai_server import FakeOpenAIServer, FaultPlan, caption_for, image_key
 
 from synth2real.captions.batch import batch_line, split_requests
@@ -42,8 +44,12 @@ from synth2real.captions.runner import (
     read_captions,
 )
 from synth2real.captions.store import CaptionJournal
+from synth2real.grid import Grid
 from synth2real.io import atomic_write_json
+from synth2real.paths import RunPaths
+from synth2real.prompts.plan import build_prompt_table
 from synth2real.prompts.tables import caption_prompts
+from synth2real.seeding import derive_seed
 from synth2real.shards import encode_png, write_shard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +60,11 @@ CLASSES = ("n01", "n02", "n03")
 # -- fixtures -------------------------------------------------------------------------------
 
 
-def make_shards(directory: Path, n_images: int, n_shards: int = 2, seed: int = 0) -> list[Path]:
-    """Tiny real-data shards of distinct random images (ids img000, img001, ...)."""
+def make_shards(
+    directory: Path, n_images: int, n_shards: int = 2, seed: int = 0, prefix: str = ""
+) -> list[Path]:
+    """Tiny real-data shards of distinct random images (ids <prefix>img000, img001, ...)."""
+    directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = []
     per_shard = -(-n_images // n_shards)
@@ -73,7 +82,7 @@ def make_shards(directory: Path, n_images: int, n_shards: int = 2, seed: int = 0
                 "class_id": [CLASSES[i % 3] for i in rows],
                 "prompt": ["" for _ in rows],
                 "seed": list(rows),
-                "source_id": [f"img{i:03d}" for i in rows],
+                "source_id": [f"{prefix}img{i:03d}" for i in rows],
             },
             path,
         )
@@ -725,18 +734,170 @@ def test_snakemake_job_maps_to_cli_arguments(tmp_path):
         pass
 
     job = type("Job", (), {})()
-    job.input = Named(shards=["a.parquet", "b.parquet"], classes="config/classes.tsv")
-    job.output = Named(captions="c.parquet", failures="f.csv", prompt_stats="s.tsv")
-    # result settings come from params (the rerun trigger), runtime knobs from the config
+    job.input = Named(
+        shards=["a.parquet", "b.parquet"], test_shards=["t.parquet"], classes="config/classes.tsv"
+    )
+    job.output = Named(
+        captions="c.parquet", test_captions="ct.parquet", failures="f.csv", prompt_stats="s.tsv"
+    )
+    # result settings come from params (the rerun trigger), runtime knobs from the config;
+    # held_out (which images) is the job's inputs, and never a caption setting
     job.params = Named(cache_dir="cache", captions={"model": "m2"})
-    job.config = {"captions": {"model": "m2", "mode": "batch", "prices": {"as_of": "x"}}}
+    job.config = {
+        "captions": {"model": "m2", "mode": "batch", "prices": {"as_of": "x"}, "held_out": True}
+    }
     job.log = Log(["run.log"])
     cli = load_cli_module()
     args = cli.build_parser().parse_args(cli.snakemake_argv(job))
     assert args.shards == ["a.parquet", "b.parquet"] and args.cache_dir == "cache"
+    assert (args.test_shards, args.test_out) == (["t.parquet"], "ct.parquet")
+    assert (args.val_shards, args.val_out) == ([], None)
+    assert cli.output_tables(args) == {"c.parquet": args.shards, "ct.parquet": ["t.parquet"]}
     assert (args.out, args.failures, args.prompt_stats_out) == ("c.parquet", "f.csv", "s.tsv")
     assert args.classes == "config/classes.tsv" and args.prompts_out is None
     assert args.log == "run.log" and args.no_progress
     settings = cli.load_settings(args)
     assert settings.model == "m2"
     assert settings.mode == "batch" and settings.prices.as_of == "x"
+
+
+# -- held-out captions and the table3 preset, through the captions and prompts code ----------
+
+#: Real images per split (4, 2, 2 per class of CLASSES) and synthetic images per class.
+SPLIT_IMAGES = {"train": 12, "val": 6, "test": 6}
+SYNTH_PER_CLASS = {"train": 4, "val": 2, "test": 2}
+CLASS_NAMES = {"n01": "tench", "n02": "goldfish", "n03": "shark"}
+
+
+def paper_grid(held_out: bool) -> Grid:
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["captions"]["held_out"] = held_out
+    return Grid(config, root=ROOT)
+
+
+def caption_then_plan(tmp_path: Path, api_key: str, held_out: bool):
+    """What the workflow does for a caption dataset: the captions job on the real splits the
+    grid captions (its CLI, as the Snakemake job calls it), then each split's prompt table
+    from the captions of its source split. Returns (plans, image ids per split, captions by
+    image id as the fake server wrote them, the server)."""
+    grid = paper_grid(held_out)
+    shards = {
+        split: make_shards(tmp_path / "real" / split, n, seed=k, prefix=f"{split}/")
+        for k, (split, n) in enumerate(SPLIT_IMAGES.items())
+    }
+    paths = RunPaths(str(tmp_path / "run"))
+    argv = ["--shards", *map(str, shards["train"]), "--out", paths.captions()]
+    for split in grid.captioned_splits():
+        if split != "train":
+            argv += [f"--{split}-shards", *map(str, shards[split])]
+            argv += [f"--{split}-out", paths.captions(split)]
+    argv += ["--failures", paths.caption_failures(), "--cache-dir", str(tmp_path / "cache")]
+    argv += ["--image-size", "24", "--no-progress"]
+    with FakeOpenAIServer(api_key) as server:
+        assert load_cli_module().main([*argv, "--base-url", server.base_url]) == 0
+    settings = fast_settings(None)  # the image encoding sent (the server keys on it)
+    ids = {s: [i.image_id for i in iter_images(shards[s])] for s in SPLIT_IMAGES}
+    captions = {
+        image_id: caption_for(key)
+        for split in SPLIT_IMAGES
+        for image_id, key in keys_by_id(shards[split], settings).items()
+    }
+    classes = tmp_path / "classes.tsv"
+    classes.write_text("wnid\tname\n" + "".join(f"{c}\t{n}\n" for c, n in CLASS_NAMES.items()))
+    config = {"data": {"source": "imagenet", "classes": str(classes)}, "seed": 0}
+    plans = {
+        split: build_prompt_table(
+            config,
+            "g-caption",
+            split,
+            "caption",
+            SYNTH_PER_CLASS[split],
+            captions=paths.captions(grid.caption_source(split)),
+        ).to_pandas()
+        for split in SPLIT_IMAGES
+    }
+    return plans, ids, captions, server
+
+
+def expected_plan(split: str, source_ids: list[str], captions: dict[str, str]) -> pd.DataFrame:
+    """The plan written out by hand: per class (table order), its first images in id order,
+    prompt "<class name>, <caption>", one row seed each."""
+    rows = []
+    for class_id, name in CLASS_NAMES.items():
+        of_class = sorted(i for i in source_ids if CLASSES[int(i[-3:]) % 3] == class_id)
+        for image_id in of_class[: SYNTH_PER_CLASS[split]]:
+            rows.append((class_id, f"{name}, {captions[image_id]}", f"{image_id}/0"))
+    frame = pd.DataFrame(rows, columns=["class_id", "prompt", "source_id"])
+    frame["seed"] = [derive_seed(0, "g-caption", split, r) for r in range(len(frame))]
+    return frame
+
+
+def test_held_out_val_and_test_prompts_describe_their_own_real_images(tmp_path, api_key):
+    plans, ids, captions, server = caption_then_plan(tmp_path, api_key, held_out=True)
+    # the captions job captioned every real image of the three splits, each once
+    assert sum(server.successes.values()) == sum(SPLIT_IMAGES.values()) == 24
+    sources = {s: {x.rsplit("/", 1)[0] for x in plans[s].source_id} for s in plans}
+    for split in ("val", "test"):
+        assert sources[split] <= set(ids[split]) and not sources[split] & set(ids["train"])
+        expected = expected_plan(split, ids[split], captions)
+        assert plans[split][list(expected.columns)].equals(expected)
+    assert not sources["val"] & sources["test"]
+    assert not set(plans["val"].prompt) & set(plans["test"].prompt)
+    assert plans["val"].prompt[0] == f"tench, {captions['val/img000']}"  # val/img000 is n01's
+    assert plans["train"][["prompt", "source_id"]].equals(
+        expected_plan("train", ids["train"], captions)[["prompt", "source_id"]]
+    )
+
+
+def test_official_setting_reproduces_the_train_caption_plan(tmp_path, api_key):
+    """held_out: false is the old plan: only train images are captioned, and val and test
+    both take the first train captions of each class (with their own seeds)."""
+    plans, ids, captions, server = caption_then_plan(tmp_path, api_key, held_out=False)
+    assert sum(server.successes.values()) == SPLIT_IMAGES["train"]  # val/test not captioned
+    for split in ("val", "test"):
+        expected = expected_plan(split, ids["train"], captions)
+        assert plans[split][list(expected.columns)].equals(expected)
+    assert list(plans["val"].prompt) == list(plans["test"].prompt)
+    assert not set(plans["val"].seed) & set(plans["test"].seed)
+    assert plans["val"].source_id[0] == "train/img000/0"
+
+
+def test_paper_config_sends_the_table3_instruction_and_a_new_preset_recaptions(
+    tmp_path, api_key, capsys
+):
+    """The paper config's captions section (held_out dropped, mode and image size overridden
+    for the test) sends the table3 text; another preset asks again for every image, a runtime
+    knob for none."""
+    shards = make_shards(tmp_path, 6)
+    cli = load_cli_module()
+    argv = ["--config", str(ROOT / "config" / "config.yaml"), "--mode", "online"]
+    argv += ["--shards", *map(str, shards), "--cache-dir", str(tmp_path / "cache")]
+    argv += ["--failures", str(tmp_path / "f.csv"), "--image-size", "24", "--no-progress"]
+    table3 = INSTRUCTION_PRESETS["table3"]
+    with FakeOpenAIServer(api_key) as server:
+        run = [*argv, "--base-url", server.base_url]
+        assert cli.main([*run, "--out", str(tmp_path / "a.parquet")]) == 0
+        assert server.instructions == Counter({table3: 6})
+        # the job logs what it is about to spend before sending anything
+        assert "estimate (table3 instruction): 6 request(s)" in capsys.readouterr().err
+        assert cli.main([*run, "--out", str(tmp_path / "b.parquet"), "--concurrency", "2"]) == 0
+        assert server.instructions == Counter({table3: 6})  # a runtime knob: all cached
+        assert "estimate (table3 instruction): 0 request(s)" in capsys.readouterr().err
+        assert cli.main([*run, "--out", str(tmp_path / "c.parquet"), "--instruction", "paper"]) == 0
+        assert server.instructions == Counter({table3: 6, INSTRUCTION_PRESETS["paper"]: 6})
+    for part in ("two to three sentence", "background", "foreground", "objects", "camera angle"):
+        assert part in table3
+    meta = pq.read_schema(tmp_path / "a.parquet").metadata[b"synth2real.captions.runner"]
+    assert json.loads(meta)["instruction"] == table3
+    assert len(read_captions(tmp_path / "b.parquet")) == 6
+
+    # The dry run of the paper config, before any data: 120k square 256 px images.
+    capsys.readouterr()
+    dry = ["--config", str(ROOT / "config" / "config.yaml"), "--cache-dir", str(tmp_path)]
+    assert cli.main([*dry, "--dry-run", "--images", "120000", "--image-px", "256"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["output_tokens_per_request"] == 97.0  # Table 3's mean caption length
+    assert printed["text_tokens_per_request"] == math.ceil(len(table3) / 4) + 7
+    assert printed["image_tokens_per_request"] == 158  # 8 x 8 patches x 2.46
+    per_request_usd = (158 + printed["text_tokens_per_request"]) * 0.05 + 97 * 0.20
+    assert printed["batch_usd"] == pytest.approx(120_000 * per_request_usd / 1e6, rel=1e-6)

@@ -1,5 +1,6 @@
 """Config validation: bad keys and values stop the run before any job, naming the key."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,76 @@ def test_paper_grid_shape():
     assert len(grid.synthetic) == 28
     assert grid.n_shards("sd15-caption", "train") == 50
     assert grid.n_shards("real", "test") == 5
+
+
+def test_caption_sources_and_the_splits_the_captions_job_reads():
+    config = load("config.yaml")
+    assert config["captions"]["held_out"] is True  # on in the paper config
+    grid = grid_of(config)
+    assert grid.captioned_splits() == ("train", "val", "test")
+    assert [grid.caption_source(s) for s in ("train", "val", "test")] == ["train", "val", "test"]
+    config["captions"]["held_out"] = False  # the official code's setting
+    grid = grid_of(config)
+    assert grid.captioned_splits() == ("train",)
+    assert [grid.caption_source(s) for s in ("train", "val", "test")] == ["train"] * 3
+    assert grid_of(load("demo.yaml")).captioned_splits() == ()  # no caption prompts
+
+
+def test_held_out_splits_must_fit_their_real_split():
+    config = load("config.yaml")
+    config["synthetic"]["splits"]["test"] = 60  # 50 real test images per class
+    with pytest.raises(ConfigError, match=r"synthetic\.splits\.test: 60.*data\.splits\.test \(50"):
+        grid_of(config).captioned_splits()
+    config["captions"]["held_out"] = False  # test prompts from the 500 train captions
+    assert grid_of(config).captioned_splits() == ("train",)
+    del config["captions"]
+    with pytest.raises(ConfigError, match="captions section"):
+        grid_of(config).captioned_splits()
+
+
+def job_blocks(dry_run_output):
+    """The jobs of a dry run's output: (rule, {field: value}) per job."""
+    jobs = []
+    for block in re.split(r"\n(?=rule \S+:\n)", dry_run_output):
+        head = re.match(r"rule (\S+):\n", block)
+        if head:
+            fields = dict(re.findall(r"^    (\w+): (.*)$", block, flags=re.M))
+            jobs.append((head.group(1), fields))
+    return jobs
+
+
+@pytest.mark.parametrize("held_out", [True, False])
+def test_dry_run_wires_captions_and_prompts_to_the_captioned_splits(held_out, tmp_path):
+    """The DAG itself: the captions job reads the real shards of every captioned split and
+    writes one table each; a caption dataset's val/test prompts read their source's table."""
+    config = load("demo.yaml")
+    config["prompt_types"] = ["classname", "caption"]
+    config["data"]["classes"] = None
+    config["captions"] = {"held_out": held_out}
+    proc = dry_run(config, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = job_blocks(proc.stdout)
+    [captions] = [fields for rule, fields in jobs if rule == "captions"]
+    splits = ["train", "val", "test"] if held_out else ["train"]
+    assert captions["input"].split(", ") == [
+        f"results/demo/data/real/{s}/shard-00000.parquet" for s in splits
+    ]
+    tables = {s: "captions.parquet" if s == "train" else f"captions-{s}.parquet" for s in splits}
+    assert sorted(captions["output"].split(", ")) == sorted(
+        [f"results/demo/captions/{t}" for t in tables.values()]
+        + ["results/demo/captions/failures.csv"]
+    )
+    prompts = {
+        fields["wildcards"]: fields.get("input")
+        for rule, fields in jobs
+        if rule == "prompts" and fields["wildcards"].startswith("synth=ddpm-cfg1-")
+    }
+    for split in ("train", "val", "test"):
+        table = tables[split if held_out else "train"]
+        assert (
+            prompts[f"synth=ddpm-cfg1-caption, split={split}"] == f"results/demo/captions/{table}"
+        )
+        assert prompts[f"synth=ddpm-cfg1-classname, split={split}"] is None
 
 
 def test_omitted_sections_get_the_schema_defaults_code_reads():

@@ -1,11 +1,12 @@
 rule captions:
-    """Caption every real train image with an OpenAI(-compatible) model (login node: needs
-    internet; key only from OPENAI_API_KEY). Finished captions are cached and never lost.
+    """Caption every real train image, and with captions.held_out every val and test image,
+    with an OpenAI(-compatible) model in one pass (login node: needs internet; key only from
+    OPENAI_API_KEY). Finished captions are cached and never lost. One table per split.
     """
     input:
-        shards=get_real_train_shards,
-        classes=get_classes_file,
+        unpack(get_caption_inputs),
     output:
+        **held_out_caption_outputs(),
         captions=P.captions(),
         failures=P.caption_failures(),
     log:
@@ -14,7 +15,7 @@ rule captions:
     conda:
         "../../envs/captions.yaml"
     params:
-        captions=result_settings("captions", default={}),
+        captions=caption_request_settings(),
         cache_dir="resources/cache/captions",
     script:
         "../scripts/caption_images.py"

@@ -349,10 +349,40 @@ def get_generator_names(wildcards=None):
 
 
 def get_prompt_inputs(wildcards):
-    """Caption prompts read the captions table; class-name prompts need nothing."""
+    """Caption prompts read the captions of their split's source (synth2real.grid
+    Grid.caption_source: the split itself with captions.held_out, else train); class-name
+    prompts need nothing."""
     if GRID.synthetic[wildcards.synth][1] == "caption":
-        return {"captions": P.captions()}
+        return {"captions": P.captions(GRID.caption_source(wildcards.split))}
     return {}
+
+
+def captioned_splits():
+    """The real splits the captions job reads (train alone when the grid has no caption
+    prompts: the job then runs only when its output is asked for by name)."""
+    return GRID.captioned_splits() or ("train",)
+
+
+def get_caption_inputs(wildcards=None):
+    """The real shards of every captioned split (``shards`` = train's) and the class table."""
+    inputs = {"classes": get_classes_file()}
+    for split in captioned_splits():
+        name = "shards" if split == "train" else f"{split}_shards"
+        inputs[name] = data_shards(REAL, split)
+    return inputs
+
+
+def held_out_caption_outputs():
+    """The val and test caption tables the captions job also writes (captions.held_out)."""
+    return {f"{s}_captions": P.captions(s) for s in captioned_splits() if s != "train"}
+
+
+def caption_request_settings():
+    """What the captioner asks and how it sends the image: the captions section's result
+    settings without held_out, which picks the images (the job's inputs), not the request.
+    """
+    settings = result_settings("captions", default={})
+    return {k: v for k, v in settings.items() if k != "held_out"}
 
 
 def get_classes_file(wildcards=None):

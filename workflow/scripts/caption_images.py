@@ -1,12 +1,17 @@
-"""Caption real training images with an OpenAI(-compatible) vision model (issue 4).
+"""Caption real images with an OpenAI(-compatible) vision model (issue 4).
 
 Thin entry point around :mod:`synth2real.captions.runner`: parse arguments (or read them from a
 Snakemake ``script:`` job), set up logging that redacts the API key, call the library, exit
-non-zero on failure. The API key is read from ``OPENAI_API_KEY`` only.
+non-zero on failure. The API key is read from ``OPENAI_API_KEY`` only. Train shards go to
+``--out``; val and test shards (``captions.held_out``), if given, to their own tables, all
+requested in one pass.
 
     python workflow/scripts/caption_images.py --shards real/train/*.parquet \\
         --out captions.parquet --failures caption_failures.csv --cache-dir cache/captions \\
         --config config/config.yaml [--dry-run]
+
+Without shards, ``--dry-run --images N --image-px S`` estimates N images of S x S px (the
+workflow's real shards are square), e.g. before any data exists.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ except ImportError:  # running as a plain script: put the library next to us on 
 import yaml
 
 from synth2real.captions.core import RedactingFilter
+from synth2real.captions.cost import estimate_cost
 from synth2real.captions.runner import (
+    INSTRUCTION_PRESETS,
     CaptionError,
     CaptionSettings,
-    caption_images,
+    CostEstimate,
+    caption_tables,
     dry_run,
     load_clip_tokenizer,
     prompt_token_stats,
@@ -39,6 +47,12 @@ from synth2real.captions.runner import (
 from synth2real.io import atomic_write_bytes, write_csv_atomic, write_table_atomic
 
 log = logging.getLogger("synth2real.captions.runner")
+
+#: Keys of the config's captions section that pick which images are captioned (the job's
+#: inputs), not what a request asks: they never reach :class:`CaptionSettings`.
+WORKFLOW_KEYS = ("held_out",)
+#: Held-out splits with their own shards and caption table (``--<split>-shards/-out``).
+HELD_OUT_SPLITS = ("val", "test")
 
 #: Flags that override single settings (flag dest -> settings field).
 OVERRIDES = (
@@ -59,8 +73,11 @@ OVERRIDES = (
 def build_parser() -> argparse.ArgumentParser:
     """The command line (every option also reachable from Snakemake, see ``snakemake_argv``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shards", nargs="+", required=True, help="real-data Parquet shards")
+    p.add_argument("--shards", nargs="+", default=[], help="real-data (train) Parquet shards")
     p.add_argument("--out", help="caption table to write (Parquet)")
+    for split in HELD_OUT_SPLITS:
+        p.add_argument(f"--{split}-shards", nargs="+", default=[], help=f"real {split} shards")
+        p.add_argument(f"--{split}-out", help=f"caption table of the {split} shards")
     p.add_argument("--failures", help="failures report to write (CSV)")
     p.add_argument("--cache-dir", required=True, help="caption journal and batch state")
     p.add_argument("--config", help="YAML file; its 'captions:' section (or the whole file)")
@@ -71,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.add_argument("--base-url")
     p.add_argument("--mode", choices=["online", "batch"])
-    p.add_argument("--instruction", help="'paper', 'official' or a custom instruction text")
+    p.add_argument(
+        "--instruction",
+        help="a preset ('paper', 'official', 'table3') or a custom instruction text",
+    )
     p.add_argument("--concurrency", type=int)
     p.add_argument("--timeout-s", type=float)
     p.add_argument("--max-retries", type=int)
@@ -88,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="estimate requests and cost only")
     p.add_argument("--dry-run-out", help="also write the estimate here (JSON)")
     p.add_argument("--sample", type=int, default=2000, help="images sized by the dry run")
+    p.add_argument("--images", type=int, help="dry run without shards: this many images...")
+    p.add_argument("--image-px", type=int, help="...of this many px square")
     p.add_argument("--log", help="log file (default: stderr)")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -99,6 +121,8 @@ def load_settings(args: argparse.Namespace) -> CaptionSettings:
     if args.config:
         data = yaml.safe_load(Path(args.config).read_text()) or {}
         config = dict(data.get(args.config_section, data))
+        for key in WORKFLOW_KEYS:
+            config.pop(key, None)
     for pair in args.set:
         key, sep, value = pair.partition("=")
         if not sep:
@@ -134,25 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args)
         if args.dry_run:
-            estimate = dry_run(args.shards, settings, args.cache_dir, args.sample).to_dict()
-            text = json.dumps(estimate, indent=1)
-            print(text)
-            if args.dry_run_out:
-                atomic_write_bytes(args.dry_run_out, (text + "\n").encode())
-            log.info(
-                "dry run: %d request(s), %d input + %d output tokens: $%.2f online, $%.2f batch",
-                estimate["n_requests"],
-                estimate["input_tokens"],
-                estimate["output_tokens"],
-                estimate["online_usd"],
-                estimate["batch_usd"],
-            )
+            report_estimate(estimate(args, settings).to_dict(), settings, args.dry_run_out)
             return 0
-        if not (args.out and args.failures):
-            raise CaptionError("--out and --failures are required unless --dry-run")
-        caption_images(
-            args.shards,
-            args.out,
+        tables = output_tables(args)
+        shards = [shard for group in tables.values() for shard in group]
+        # What the run is about to spend, in its log before anything is sent.
+        log_estimate(dry_run(shards, settings, args.cache_dir, 200).to_dict(), settings)
+        caption_tables(
+            tables,
             args.failures,
             args.cache_dir,
             settings,
@@ -163,6 +176,58 @@ def main(argv: list[str] | None = None) -> int:
         log.error("captioning failed: %s", exc)
         return 1
     return 0
+
+
+def output_tables(args: argparse.Namespace) -> dict[str, list[str]]:
+    """Each caption table to write, with the shards it describes (train, then val, test)."""
+    if not (args.shards and args.out and args.failures):
+        raise CaptionError("--shards, --out and --failures are required unless --dry-run")
+    tables = {args.out: args.shards}
+    for split in HELD_OUT_SPLITS:
+        shards, out = getattr(args, f"{split}_shards"), getattr(args, f"{split}_out")
+        if bool(shards) != bool(out):
+            raise CaptionError(f"--{split}-shards and --{split}-out go together")
+        if shards:
+            tables[out] = shards
+    return tables
+
+
+def estimate(args: argparse.Namespace, settings: CaptionSettings) -> CostEstimate:
+    """The dry run: of every shard given (all splits), or of ``--images`` square images."""
+    if args.images is not None:
+        if args.image_px is None:
+            raise CaptionError("--images needs --image-px")
+        return estimate_cost([(args.image_px, args.image_px)], settings, n_requests=args.images)
+    shards = [*args.shards, *(s for x in HELD_OUT_SPLITS for s in getattr(args, f"{x}_shards"))]
+    if not shards:
+        raise CaptionError("--dry-run needs shards, or --images and --image-px")
+    return dry_run(shards, settings, args.cache_dir, args.sample)
+
+
+def report_estimate(
+    estimate: dict[str, Any], settings: CaptionSettings, out: str | None = None
+) -> None:
+    """Print the estimate as JSON (and write it to ``out``), and log its one-line summary."""
+    text = json.dumps(estimate, indent=1)
+    print(text)
+    if out:
+        atomic_write_bytes(out, (text + "\n").encode())
+    log_estimate(estimate, settings)
+
+
+def log_estimate(estimate: dict[str, Any], settings: CaptionSettings) -> None:
+    """One log line: requests (images not cached), tokens and dollars, with the preset."""
+    preset = settings.instruction if settings.instruction in INSTRUCTION_PRESETS else "custom"
+    log.info(
+        "estimate (%s instruction): %d request(s), %d input + %d output tokens: "
+        "$%.2f online, $%.2f batch",
+        preset,
+        estimate["n_requests"],
+        estimate["input_tokens"],
+        estimate["output_tokens"],
+        estimate["online_usd"],
+        estimate["batch_usd"],
+    )
 
 
 def write_prompt_outputs(args: argparse.Namespace) -> None:
@@ -201,10 +266,15 @@ def write_prompt_outputs(args: argparse.Namespace) -> None:
 
 
 def snakemake_argv(smk: Any) -> list[str]:
-    """Arguments from a Snakemake job: input.shards/classes/clip_tokenizer, output.captions/
-    failures/prompts/prompt_stats, params.captions (settings dict)/cache_dir, log[0]."""
+    """Arguments from a Snakemake job: input.shards/val_shards/test_shards/classes/
+    clip_tokenizer, output.captions/val_captions/test_captions/failures/prompts/prompt_stats,
+    params.captions (settings dict)/cache_dir, log[0]."""
     argv = ["--shards", *map(str, smk.input.shards), "--cache-dir", str(smk.params.cache_dir)]
     argv += ["--out", str(smk.output.captions), "--failures", str(smk.output.failures)]
+    for split in HELD_OUT_SPLITS:
+        if smk.input.get(f"{split}_shards"):
+            argv += [f"--{split}-shards", *map(str, smk.input.get(f"{split}_shards"))]
+            argv += [f"--{split}-out", str(smk.output.get(f"{split}_captions"))]
     optional = {
         "--classes": smk.input.get("classes"),
         "--clip-tokenizer": smk.input.get("clip_tokenizer"),
@@ -219,6 +289,8 @@ def snakemake_argv(smk: Any) -> list[str]:
     settings = dict(smk.params.get("captions") or {})
     for key, value in dict(smk.config.get("captions") or {}).items():
         settings.setdefault(key, value)
+    for key in WORKFLOW_KEYS:
+        settings.pop(key, None)
     for key, value in settings.items():
         argv += ["--set", f"{key}={json.dumps(value)}"]
     if smk.log:

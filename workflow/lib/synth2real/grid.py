@@ -141,6 +141,35 @@ class Grid:
     def generator_spec(self, dataset: str) -> dict[str, Any]:
         return self.registry[self.synthetic[dataset][0]]
 
+    # ----------------------------------------------------------------- captions
+    def caption_source(self, split: str) -> str:
+        """The real split whose captions prompt a caption dataset's ``split``.
+
+        With ``captions.held_out`` each split has its own (val from real val, test from real
+        test), so Real->Synth is measured on images the real model never trained on and the
+        synthetic val and test splits share no prompt. Without it every split draws on the
+        train captions, as the official code, which captions the train images only.
+        """
+        captions = self.config.get("captions")
+        if captions is None:
+            raise ConfigError("caption prompts need a captions section (captions: {} = defaults)")
+        return split if captions["held_out"] else "train"
+
+    def captioned_splits(self) -> tuple[str, ...]:
+        """The real splits the captions job captions, in split order (none without caption
+        prompts); each synthetic split must fit in its source (one caption per image)."""
+        if "caption" not in self.prompt_types:
+            return ()
+        data, synth = self.config["data"]["splits"], self.config["synthetic"]["splits"]
+        for split in SPLITS:
+            source = self.caption_source(split)
+            if synth[split] > data[source]:
+                raise ConfigError(
+                    f"synthetic.splits.{split}: {synth[split]} caption prompts per class, but "
+                    f"its captions come from data.splits.{source} ({data[source]} per class)"
+                )
+        return tuple(dict.fromkeys(self.caption_source(s) for s in SPLITS))
+
     # ----------------------------------------------------------------- models
     def models(self) -> list[Model]:
         return [

@@ -50,8 +50,12 @@ class RunPaths:
     ) -> str:
         return f"{self.root}/data/{dataset}/{split}/shard-{shard}.parquet"
 
-    def captions(self) -> str:
-        return f"{self.root}/captions/captions.parquet"
+    def captions(self, split: str = "train") -> str:
+        """Captions of one real split: train's keep the table's first name, val and test
+        (captioned with ``captions.held_out``) are named after their split."""
+        if split == "train":
+            return f"{self.root}/captions/captions.parquet"
+        return f"{self.root}/captions/captions-{split}.parquet"
 
     def caption_failures(self) -> str:
         return f"{self.root}/captions/failures.csv"

@@ -27,7 +27,11 @@ from PIL import Image
 #: Instruction presets. ``paper`` follows the paper's text (Sec. 3: "a two to three-sentence
 #: description ... that captures the background, foreground, and describes all visible objects").
 #: ``official`` is the prompt of the authors' released captioning script, which asks for 5-6
-#: sentences and also the camera angle; it is what the released code really ran.
+#: sentences and also the camera angle; it is what the released code really ran. Neither gives
+#: what the paper printed: all ten sample captions of its Table 3 are three sentences and all
+#: describe the camera angle. ``table3`` is the official prompt with the text's sentence count,
+#: two to three, so it asks for exactly what Table 3 shows (background, foreground, objects and
+#: camera angle) and changes nothing else in the official wording.
 INSTRUCTION_PRESETS: dict[str, str] = {
     "paper": (
         "You are an expert image captioning model. Write a detailed caption of two to three "
@@ -38,11 +42,18 @@ INSTRUCTION_PRESETS: dict[str, str] = {
         "You are an expert image captioning model. You will write a detailed 5-6 sentence "
         "caption that describes background, foreground, objects and camera angle of the image."
     ),
+    "table3": (
+        "You are an expert image captioning model. You will write a detailed two to three "
+        "sentence caption that describes background, foreground, objects and camera angle of "
+        "the image."
+    ),
 }
 
 #: Mean answer length (output tokens) assumed by the dry run when none is configured. Two to
-#: three English sentences are about 50-80 tokens, five to six about 120-160.
-DEFAULT_OUTPUT_TOKENS_MEAN: dict[str, float] = {"paper": 80.0, "official": 150.0}
+#: three English sentences are about 50-80 tokens, five to six about 120-160. ``table3``: the
+#: ten captions of the paper's Table 3 average 387 characters, 97 tokens at the dry run's four
+#: characters per token.
+DEFAULT_OUTPUT_TOKENS_MEAN: dict[str, float] = {"paper": 80.0, "official": 150.0, "table3": 97.0}
 CUSTOM_OUTPUT_TOKENS_MEAN = 120.0
 
 MODES = ("online", "batch")
@@ -83,7 +94,8 @@ class Prices:
 class CaptionSettings:
     """Everything that decides what is sent, how it is retried and what it costs.
 
-    ``instruction`` is a preset name (``paper``, ``official``) or a custom instruction text. The
+    ``instruction`` is a preset name (``paper``, ``official``, ``table3``; see
+    :data:`INSTRUCTION_PRESETS`) or a custom instruction text. The
     image is resized so that its short side is ``image_size`` px (0 keeps it as is) and sent as
     a JPEG (quality ``jpeg_quality``) or PNG data URL, like the authors' script (256 px, JPEG 95).
     ``max_retries`` is the per-image budget for transport errors (429, 5xx, timeouts,

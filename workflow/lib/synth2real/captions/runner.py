@@ -1,8 +1,10 @@
-"""Recaption real training images with an OpenAI(-compatible) vision model (issue 4).
+"""Recaption real images with an OpenAI(-compatible) vision model (issue 4).
 
 The paper's "detailed captions" condition prompts each generator with ``"[class name],
 [caption]"``, where the caption comes from recaptioning the real training image with
-GPT-4.1-nano. This module turns real-data shards into a caption table:
+GPT-4.1-nano. This module turns real-data shards into caption tables, one per group of shards
+(the workflow's real splits: train, and val and test with ``captions.held_out``, whose captions
+prompt the synthetic val and test splits), all requested in one pass:
 
 * every caption is journaled durably the moment it arrives (see :mod:`.store`), so a
   killed run loses nothing already paid for, and a rerun asks only for what is missing;
@@ -24,14 +26,13 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import openai
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -60,6 +61,7 @@ __all__ = [
     "CostEstimate",
     "Prices",
     "caption_images",
+    "caption_tables",
     "dry_run",
     "index_images",
     "iter_images",
@@ -185,13 +187,38 @@ def caption_images(
     progress: bool = True,
     client: openai.AsyncOpenAI | None = None,
 ) -> CaptionRunResult:
-    """Caption every image of the shards, reusing the cache; write the table and the report.
+    """Caption every image of the shards into one table: :func:`caption_tables` with one."""
+    return caption_tables(
+        {captions_path: shard_paths},
+        failures_path,
+        cache_dir,
+        settings,
+        progress=progress,
+        client=client,
+    )
 
-    The caption table (Parquet, :data:`CAPTION_COLUMNS`, shard order) holds one row per image
-    that has a caption; every other image is in the failures report (CSV,
-    :data:`FAILURE_COLUMNS`). Both are written even when some images failed; afterwards a
+
+def caption_tables(
+    tables: Mapping[str | os.PathLike[str], Sequence[str | os.PathLike[str]]],
+    failures_path: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str],
+    settings: CaptionSettings,
+    *,
+    progress: bool = True,
+    client: openai.AsyncOpenAI | None = None,
+) -> CaptionRunResult:
+    """Caption every image of the shards, reusing the cache; write the tables and the report.
+
+    ``tables`` maps each caption table to write to the shards it describes (e.g. one per real
+    split). All images are requested in one pass, so a batch run waits for its batches once,
+    and image ids must be unique across all shards (they key the cache). Each caption table
+    (Parquet, :data:`CAPTION_COLUMNS`, shard order) holds one row per image of its shards that
+    has a caption; every other image is in the one failures report (CSV,
+    :data:`FAILURE_COLUMNS`). All are written even when some images failed; afterwards a
     :class:`CaptionError` is raised if more than ``max_failure_fraction`` of them failed.
     """
+    groups = {path: list(index_images(shards)["image_id"]) for path, shards in tables.items()}
+    shard_paths = [shard for shards in tables.values() for shard in shards]
     index = index_images(shard_paths)
     ids = list(index["image_id"])
     class_of = dict(zip(index["image_id"], index["class_id"]))
@@ -214,8 +241,10 @@ def caption_images(
             shard_paths, pending, set(cached), journal, cache_dir, settings, client, progress
         )
     records = _cached(journal, settings, ids)
-    table = captions_table([records[i] for i in ids if i in records], class_of, settings)
-    write_table_atomic(table, captions_path)
+    for path, group in groups.items():
+        found = [records[i] for i in group if i in records]
+        write_table_atomic(captions_table(found, class_of, settings), path)
+    done = [records[i] for i in ids if i in records]
     failures = _every_missing_image(failures, ids, records, class_of)
     write_failures(failures, failures_path)
     result = CaptionRunResult(
@@ -223,8 +252,8 @@ def caption_images(
         n_cached=len(cached),
         n_new=n_new,
         n_failed=len(failures),
-        input_tokens=int(pc.sum(table["input_tokens"]).as_py() or 0),
-        output_tokens=int(pc.sum(table["output_tokens"]).as_py() or 0),
+        input_tokens=sum(int(r.get("input_tokens") or 0) for r in done),
+        output_tokens=sum(int(r.get("output_tokens") or 0) for r in done),
     )
     log.info(
         "captions: %d image(s), %d cached, %d new, %d failed",

@@ -45,10 +45,12 @@ def build_prompt_table(
 ) -> pa.Table:
     """The prompt table of one synthetic split (class-name or caption prompts).
 
-    Caption prompts use one caption per image, taken per class in image-id order. The val
-    and test splits reuse the first captions of each class, with their own row seeds: the
-    paper captions only the train images, and held-out synthetic data only has to come from
-    the same prompt distribution.
+    Caption prompts use one caption per image of ``captions``, the first ``images_per_class``
+    of each class in image-id order, each row with its own seed. Which real split's captions
+    a synthetic split gets is the workflow's choice (``Grid.caption_source``): with
+    ``captions.held_out`` the val and test prompts describe real val and test images, outside
+    train and disjoint from each other; without it every split gets the train captions, so
+    val and test reuse the same first train captions of each class, as the official code.
     """
     classes = class_table(config)
     if prompt_type == "classname":

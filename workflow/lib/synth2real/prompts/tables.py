@@ -10,7 +10,7 @@ Two prompt types, as in the paper (Sec. 4.1):
 * ``classname``: the class name through a template (default ``"{class_name}"``, the paper's
   bare label prompt);
 * ``caption``: ``"[class name], [caption]"`` (Singh et al.'s template) from a captions table of
-  real training images, so the label survives even when the caption misses the class. A
+  real images, so the label survives even when the caption misses the class. A
   captions-per-class (CPC) limit with several images per caption gives the paper's Fig. 7
   variants (e.g. 100 captions x 5 images per class).
 
