@@ -1,10 +1,9 @@
 """Examples of the data: Fig. 2 (one image under every probe) and Table 3 (sample captions).
 
-Both show what the benchmark feeds its models rather than a number it measured, so both read
-only the few rows they show: a paper split holds 100,000 PNGs and each of its probe views as
-many again, and Fig. 2 needs two rows of each. Rows are chosen deterministically (the first
-of the first train shard, the first captions in ``image_id`` order), so a rerun shows the same
-examples.
+Both show what the benchmark feeds its models rather than a number it measured. Fig. 2 reads
+only the rows it shows: a paper split holds 100,000 PNGs and each of its probe views as many
+again, and it needs one row of each. Rows are chosen deterministically (the first of the first
+train shard, the first captions in ``image_id`` order), so a rerun shows the same examples.
 """
 
 from __future__ import annotations
