@@ -30,7 +30,8 @@ PROBES = {
     "lowpass": {"transform": "lowpass", "cutoff": 0.2, "archs": ["resnet50"]},
     "highpass": {"transform": "highpass", "cutoff": 0.2, "archs": ["resnet50"]},
 }
-ALL_FIGURES = [f.name for f in catalog.FIGURES]
+#: The figures draw_all draws from the run's tables (the others have rules of their own).
+ALL_FIGURES = [f.name for f in catalog.table_figures()]
 
 
 def top1(train, probe, arch, test):
@@ -134,17 +135,25 @@ def test_catalog_names_are_the_public_figure_names():
     ]  # fmt: skip
     assert [f.name for f in catalog.page_figures()] == [*ALL_FIGURES]
     assert ALL_FIGURES[-1] == "spectra"
-    for f in catalog.FIGURES:
+    own_rule = [f.name for f in catalog.FIGURES if f.name not in ALL_FIGURES]
+    assert own_rule == ["probe_views"]  # rule probe_views: it reads shards, not tables
+    assert [(f.name, f.paper) for f in catalog.TABLES] == [("caption_samples", "Table 3")]
+    for f in (*catalog.FIGURES, *catalog.TABLES):
         assert (ROOT / "workflow" / "report" / f.caption).is_file(), f.caption
+        assert catalog.BY_NAME[f.name] is f
 
 
 def test_fillable_follows_the_grid():
     """Each optional figure is fillable exactly when the grid has what it plots."""
     base = dict(registry={"g": {"geneval": None}}, generators=["g"], prompt_types=["classname"],
                 probes={"rgb": {"transform": "identity"}}, ipc_grid=list)  # fmt: skip
-    always = ["release", "accuracy", "probes", "probe_gaps", "density_coverage", "transfer",
-              "spectra"]  # fmt: skip
+    always = ["release", "accuracy", "probes", "probe_gaps", "probe_views", "density_coverage",
+              "transfer", "spectra"]  # fmt: skip
     assert catalog.filled(SimpleNamespace(**base)) == always
+    # Table 3 shows captions: none in a class-name grid (the demo), there with caption prompts
+    assert catalog.filled(SimpleNamespace(**base), list(catalog.TABLES)) == []
+    captions = SimpleNamespace(**{**base, "prompt_types": ["classname", "caption"]})
+    assert catalog.filled(captions, list(catalog.TABLES)) == ["caption_samples"]
     wu = {"score": 0.5, "source": "x", "cite": catalog.WU_GENEVAL}
     variants = {
         "geneval": {"registry": {"g": {"geneval": {"score": 0.5, "source": "x"}}}},
@@ -333,3 +342,139 @@ def test_run_tables_reads_a_jobs_inputs_and_params(tables, tmp_path):
     inputs.slopes = paths["slopes"]
     got = pf.run_tables(inputs, params)
     assert got.slopes.alpha.tolist() == pytest.approx(tables.slopes.alpha.tolist())
+
+
+# --------------------------------------------------------------------------- Fig. 2, Table 3
+VIEW_PROBES = {
+    "rgb": {"transform": "identity", "archs": ["smallcnn"]},
+    "texture": {"transform": "identity", "archs": ["bagnet9"]},
+    "lowpass": {"transform": "lowpass"},
+    "highpass": {"transform": "highpass"},
+}
+
+
+def numbered_shard(path, values, source_ids, labels):
+    """A 16 px shard whose row i is the flat grey value ``values[i]`` (so a cell names its row)."""
+    from synth2real.shards import encode_png, write_shard
+
+    write_shard(
+        {
+            "image": [encode_png(np.full((16, 16, 3), v, np.uint8)) for v in values],
+            "label": list(labels),
+            "class_id": [f"c{y}" for y in labels],
+            "prompt": [""] * len(values),
+            "seed": [0] * len(values),
+            "source_id": list(source_ids),
+        },
+        path,
+    )
+    return path
+
+
+@pytest.fixture
+def view_sources(tmp_path):
+    """Real and a caption dataset (200 rows each) with lowpass/highpass views as split dirs."""
+    n = 200
+    real_ids = [f"img{i:03d}" for i in range(n)]
+    labels = [i // 100 for i in range(n)]
+    # the caption dataset's rows regenerate real images in another order: real row 0 is row 70
+    synth_ids = [f"{real_ids[(i + n - 70) % n]}/0" for i in range(n)]
+    sources = {}
+    for d, ids, base in (("real", real_ids, 0), ("g1-caption", synth_ids, 100)):
+        root = tmp_path / d
+        values = [(base + i) % 256 for i in range(n)]
+        data = numbered_shard(root / "shard-00000.parquet", values, ids, labels)
+        views = {}
+        for probe, offset in (("lowpass", 1), ("highpass", 2)):
+            view = root / probe
+            view.mkdir(parents=True)
+            shifted = [(v + offset) % 256 for v in values]  # lowpass of row 70: 171
+            numbered_shard(view / "shard-00000.parquet", shifted, ids, labels)
+            (view / "shard-00001.parquet").write_bytes(b"not a shard: must never be opened")
+            views[probe] = str(view)
+        sources[d] = {"data": str(data), "views": views}
+    return sources
+
+
+def test_probe_views_show_the_same_scene_under_every_probe(view_sources, tmp_path, monkeypatch):
+    from synth2real.figures import examples
+
+    batches = []
+    real_iter = examples.pq.ParquetFile.iter_batches
+
+    def counted(self, *args, **kwargs):
+        for b in real_iter(self, *args, **kwargs):
+            batches.append(b.num_rows)
+            yield b
+
+    monkeypatch.setattr(examples.pq.ParquetFile, "iter_batches", counted)
+    cells, points = examples.probe_view_images(view_sources, VIEW_PROBES)
+    assert list(cells) == ["real", "g1-caption"] and list(cells["real"]) == list(VIEW_PROBES)
+    # real shows row 0; the caption dataset row 70, whose caption is real row 0's
+    assert points.groupby("dataset", sort=False).row.first().to_dict() == {
+        "real": 0,
+        "g1-caption": 70,
+    }
+    assert set(points[points.dataset == "g1-caption"].source_id) == {"img000/0"}
+    assert cells["real"]["rgb"].max() == 0 and cells["g1-caption"]["rgb"].min() == 170
+    assert cells["real"]["lowpass"].max() == 1 and cells["g1-caption"]["lowpass"].max() == 171
+    # 16 px cut into 9 px BagNet patches: 2 x 2 tiles and a white gap line between them
+    texture = cells["g1-caption"]["texture"]
+    assert texture.shape == (17, 17, 3)
+    assert (texture[9] == 255).all() and (texture[:, 9] == 255).all()
+    assert (texture[:9, :9] == 170).all() and (texture[10:, 10:] == 170).all()
+    assert cells["real"]["highpass"].dtype == np.uint8  # flat image: stretched to 0
+    shown = dict(zip(points.probe, points.shown))
+    assert shown == {"rgb": "as stored", "texture": "9x9 patches", "lowpass": "as stored",
+                     "highpass": "contrast stretched"}  # fmt: skip
+    # one read per shard shown (data, lowpass, highpass), each only up to its row: row 0 one
+    # batch, row 70 two, of the 6 x 200 rows; the views' other shard is never opened
+    assert examples._BATCH_ROWS == 64
+    assert batches == [64] * 3 + [64, 64] * 3
+    out = examples.probe_views_figure(cells, points, {"g1-caption": "Gen One (caption)"},
+                                      tmp_path / "probe_views")  # fmt: skip
+    assert len(pd.read_csv(tmp_path / "probe_views.csv")) == len(out) == 2 * len(VIEW_PROBES)
+    assert (tmp_path / "probe_views.png").stat().st_size > 0
+
+
+def test_probe_views_fall_back_to_the_same_class(view_sources):
+    from synth2real.figures import examples
+
+    real = {"source_id": "not-captioned", "label": 1}
+    assert examples.matching_row(real, view_sources["g1-caption"]["data"]) == 100
+    assert examples.matching_row({**real, "label": 9}, view_sources["g1-caption"]["data"]) == 0
+    rows = examples.read_rows(view_sources["real"]["data"], [5, 1], ["source_id"])
+    assert rows.column("source_id").to_pylist() == ["img005", "img001"]
+    with pytest.raises(IndexError, match="not rows \\[200\\]"):
+        examples.read_rows(view_sources["real"]["data"], [200], ["source_id"])
+
+
+def test_patch_size_and_stretch():
+    from synth2real.figures import examples
+
+    assert examples.patch_size({"archs": ["resnet50", "bagnet9"]}) == 9
+    assert examples.patch_size({"archs": ["resnet50"]}) is None
+    band = np.array([[126, 128], [130, 127]], np.uint8)
+    assert examples.stretch(band).tolist() == [[0, 128], [255, 64]]
+
+
+def test_caption_samples_are_the_first_captions_of_the_table_classes():
+    from synth2real.figures.examples import caption_samples, caption_samples_markdown
+
+    classes = [{"class_id": f"n{i}", "class_name": f"class {i}", "label": i} for i in range(5)]
+    rows = [
+        {"image_id": f"n{c}_{k}", "class_id": f"n{c}", "caption": f" caption {k} of {c} | x "}
+        for c in range(5)
+        for k in (3, 0, 2, 1)  # the captioner's order is not image-id order
+    ]
+    labels = table_classes(5, 3)
+    samples = caption_samples(pd.DataFrame(rows), classes, labels, per_class=2)
+    assert labels == [0, 2, 4]
+    assert samples.to_dict("list") == {
+        "class": ["class 0", "class 0", "class 2", "class 2", "class 4", "class 4"],
+        "image_id": ["n0_0", "n0_1", "n2_0", "n2_1", "n4_0", "n4_1"],
+        "caption": [f"caption {k} of {c} | x" for c in (0, 2, 4) for k in (0, 1)],
+    }
+    text = caption_samples_markdown(samples, ["gpt-4.1-nano"])
+    assert text.startswith("# Sample captions (captioned by gpt-4.1-nano)\n")
+    assert "| class 2 | n2_1 | caption 1 of 2 \\| x |" in text

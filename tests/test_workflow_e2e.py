@@ -94,8 +94,10 @@ FILLED = catalog.filled(e2e_grid())
 
 def test_catalog_predicts_what_the_e2e_grid_fills():
     # no GenEval scores in the demo registry and no caption prompts: those two stay empty
-    assert FILLED == ["release", "accuracy", "ipc", "probes", "probe_gaps", "frequency_bands",
-                      "density_coverage", "transfer", "spectra"]  # fmt: skip
+    assert FILLED == ["release", "accuracy", "ipc", "probes", "probe_gaps", "probe_views",
+                      "frequency_bands", "density_coverage", "transfer", "spectra"]  # fmt: skip
+    # and no Table 3: the e2e grid has no captions, so its rule is no target of `all`
+    assert catalog.filled(e2e_grid(), list(catalog.TABLES)) == []
 
 
 GENERATORS = {"ddpm-cfg1": "ddpm-cfg1-classname", "ddpm-cfg7.5": "ddpm-cfg7.5-classname"}
@@ -148,6 +150,11 @@ def test_figures_and_sidecars(run_dir):
         assert r.top1 == pytest.approx(top1[(r.dataset, "rgb", "smallcnn", "real")])
     for synth in SYNTH:
         assert (figs / "samples" / f"{synth}.png").stat().st_size > 0
+    views = pd.read_csv(figs / "probe_views.csv")  # Fig. 2: real and the first dataset
+    assert list(dict.fromkeys(views.dataset)) == ["real", "ddpm-cfg1-classname"]
+    assert list(dict.fromkeys(views.probe)) == ["rgb", "texture", "lowpass", "highpass"]
+    assert set(views.row) == {0} and set(views[views.probe == "texture"].shown) == {"9x9 patches"}
+    assert not (run_dir / "results" / "e2e" / "tables" / "caption_samples.md").exists()
     table1 = pd.read_csv(figs / "samples_table" / "classname.csv")
     assert len(table1) == (1 + len(SYNTH)) * 4  # real + each generator, 4 classes
     assert (figs / "spectra.png").stat().st_size > 0
@@ -191,7 +198,7 @@ def test_report_contains_every_figure(run_dir):
     names += ["figures/samples_table/classname.png", "tables/results.md", "report/versions.csv"]
     names += ["report/config.yaml"]
     for gen in GENERATORS:
-        names += [f"generators/{gen}/figures/{n}.png" for n in FILLED]
+        names += [f"generators/{gen}/figures/{n}.png" for n in FILLED if n in PAGE_FIGURES]
         names += [f"figures/samples_prompts/{gen}.png", f"generators/{gen}/results.csv"]
     for name in names:
         assert name in html, name
@@ -369,6 +376,6 @@ def test_generator_metadata_reruns_only_figures(run_dir, tmp_path):
         snakemake(run_dir, "all", "-n", config=edited_config(tmp_path, "name", edit)).stdout
     )
     figure_rules = {"figures", "results_markdown", "generator_page", "samples_table",
-                    "samples_prompts", "run_info", "all"}  # fmt: skip
+                    "samples_prompts", "probe_views", "run_info", "all"}  # fmt: skip
     assert counts.get("figures") == 1, counts
     assert set(counts) <= figure_rules, counts

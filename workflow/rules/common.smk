@@ -214,6 +214,8 @@ def all_targets():
     targets += [P.results_markdown(), P.run_versions()]
     targets += get_ipc_table()
     targets += [P.figure("spectra"), P.spectra_slopes()]
+    targets += [P.figure("probe_views", ext) for ext in ("png", "pdf", "csv")]
+    targets += [P.caption_samples()] if fillable("caption_samples") else []
     targets += get_clipscore_tables()
     return targets
 
@@ -464,6 +466,57 @@ def get_samples_prompts_inputs(wildcards):
 
 def get_samples_prompts_sources(wildcards):
     return sample_table_shards([REAL, *synth_of(wildcards.generator)])
+
+
+# --- Fig. 2: one real and one synthetic train image under every probe.
+def probe_views_datasets():
+    """Fig. 2's rows: real, then the grid's first caption dataset, else its first dataset.
+
+    A caption dataset's first rows regenerate real train images from their captions, so
+    both rows can show one scene.
+    """
+    caption = [d for d, (_, p) in GRID.synthetic.items() if p == "caption"]
+    return [REAL, *(caption or list(GRID.synthetic))[:1]]
+
+
+def probe_view_sources():
+    """Per Fig. 2 row: the first train shard and the probe views of the train split (the
+    figure reads one row of each, not the splits)."""
+    views = [p for p, s in GRID.probes.items() if s["transform"] != "identity"]
+    return {
+        d: {
+            "data": P.data_shard(d, "train", GRID.shard_ids(d, "train")[0]),
+            "views": {p: P.probe_view(p, d, "train") for p in views},
+        }
+        for d in probe_views_datasets()
+    }
+
+
+def get_probe_views_inputs(wildcards=None):
+    return [
+        path
+        for src in probe_view_sources().values()
+        for path in (src["data"], *src["views"].values())
+    ]
+
+
+def probe_view_settings():
+    """What Fig. 2 reads of each enabled probe: its transform, and for identity probes the
+    architectures (a BagNet's patch size is what its view shows)."""
+    return {
+        p: {"transform": s["transform"]}
+        | ({"archs": s["archs"]} if s["transform"] == "identity" else {})
+        for p, s in GRID.probes.items()
+    }
+
+
+def probe_view_labels():
+    """Fig. 2's row labels: real, and the generator's display name with the prompt type."""
+    labels = {REAL: REAL}
+    for d in probe_views_datasets()[1:]:
+        gen, prompt_type = GRID.synthetic[d]
+        labels[d] = f"{GRID.registry[gen].get('display_name', gen)} ({prompt_type})"
+    return labels
 
 
 # --- Fig. 7: images per class. IPC models live under scaling/, apart from the main grid.

@@ -182,3 +182,39 @@ rule spectra_figure:
         spectra=spectra_settings("band"),
     script:
         "../scripts/spectra_figure.py"
+
+
+rule probe_views:
+    """Paper Fig. 2: one real and one synthetic train image as each probe's models see them."""
+    input:
+        get_probe_views_inputs,
+    output:
+        png=figure_report(P.figure("probe_views"), "probe_views"),
+        pdf=P.figure("probe_views", "pdf"),
+        csv=P.figure("probe_views", "csv"),
+    log:
+        P.log("probe_views"),
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        sources=probe_view_sources(),
+        probes=probe_view_settings(),
+        labels=probe_view_labels(),
+    script:
+        "../scripts/probe_views.py"
+
+
+rule caption_samples:
+    """Paper Table 3: the first captions of evenly spaced classes (the Tables 1-2 classes)."""
+    input:
+        captions=P.captions(),
+    output:
+        figure_report(P.caption_samples(), "caption_samples"),
+    log:
+        P.log("caption_samples"),
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        config=figure_settings("table_classes", "table_samples_per_class"),
+    script:
+        "../scripts/caption_samples.py"

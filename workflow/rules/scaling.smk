@@ -1,7 +1,8 @@
 # Fig. 7: accuracy against images per class (IPC), and reduced captions per class (CPC).
 # Everything lives under results/<run>/scaling/, apart from the main grid's paths: an IPC
-# model trains on the first n images per class of a train split; a CPC dataset is a caption
-# dataset with fewer unique captions (each used several times), with a train split only.
+# model trains on a seeded random sample of n images per class of a train split (nested: the
+# sample at n holds every smaller one); a CPC dataset is a caption dataset with fewer unique
+# captions (each used several times), with a train split only.
 
 
 rule cpc_prompts:
@@ -42,7 +43,8 @@ use rule generate as generate_cpc with:
 
 
 rule ipc_subset:
-    """The first n images per class of a train split (row order), as shards."""
+    """n images per class of a train split, as shards: a seeded random sample per class,
+    nested across n and spread over captions (synth2real.scaling.subsets)."""
     input:
         get_ipc_subset_input,
     output:
@@ -56,6 +58,7 @@ rule ipc_subset:
         "../../envs/torch.yaml"
     params:
         shard_size=config["synthetic"]["shard_size"],
+        seed=config["seed"],
     script:
         "../scripts/ipc_subset.py"
 

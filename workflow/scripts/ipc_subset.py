@@ -1,4 +1,4 @@
-"""First n images per class of a train split."""
+"""A nested random subset of n images per class of a train split."""
 
 import script_setup
 
@@ -11,5 +11,7 @@ outs = write_ipc_subset(
     int(snakemake.wildcards.ipc),
     snakemake.output[0],
     snakemake.params.shard_size,
+    snakemake.params.seed,
+    snakemake.wildcards.dataset,
 )
 log.info("%d shards -> %s", len(outs), snakemake.output[0])

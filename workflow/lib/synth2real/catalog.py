@@ -47,7 +47,8 @@ def has_wu_geneval(grid: Grid) -> bool:
 
 
 def has_captions(grid: Grid) -> bool:
-    """CLIPScore is measured against caption prompts: none without caption datasets."""
+    """CLIPScore is measured against caption prompts, and Table 3 shows the captions: neither
+    exists without caption datasets."""
     return "caption" in grid.prompt_types
 
 
@@ -67,7 +68,8 @@ class Figure:
 
     ``name`` is the file stem under ``figures/`` (run) and ``generators/<g>/figures/`` (page),
     a public interface. ``on_run``/``on_page`` say where :func:`draw_all
-    <synth2real.figures.paper.draw_all>` draws it (``on_run``: in rule ``figures``).
+    <synth2real.figures.paper.draw_all>` draws it (``on_run``: in rule ``figures``); a figure
+    with neither reads more than the run's tables and has a rule of its own, named like it.
     ``category`` and ``caption`` (a file in ``workflow/report/``) place it in the report.
     ``fillable`` says whether a grid can put a point on it: every figure is drawn (an empty
     one says what is missing), but only fillable ones are listed in the report.
@@ -108,6 +110,10 @@ FIGURES: tuple[Figure, ...] = (
            category="Structure and texture", caption="probes.rst"),
     Figure("probe_gaps", "Fig. 4 (gaps)", "each probe's Synth→Real relative to its Real→Real",
            category="Structure and texture", caption="probe_gaps.rst"),
+    # Rule probe_views: it reads a few rows of the data shards and probe views, not tables.
+    Figure("probe_views", "Fig. 2", "one real and one synthetic image under every probe",
+           category="Structure and texture", caption="probe_views.rst",
+           on_run=False, on_page=False),
     Figure("frequency_bands", "Fig. 4 (right)", "low-/high-pass against RGB",
            category="Frequency", caption="frequency_bands.rst",
            fillable=has_frequency_probes),
@@ -121,7 +127,15 @@ FIGURES: tuple[Figure, ...] = (
            category="Frequency", caption="spectra.rst", on_run=False),
 )  # fmt: skip
 
-BY_NAME: dict[str, Figure] = {f.name: f for f in FIGURES}
+#: The paper's tables that are neither results nor sample grids, each with a rule of its own
+#: (named like it) and written under ``tables/``. Table 3 needs a captions table.
+TABLES: tuple[Figure, ...] = (
+    Figure("caption_samples", "Table 3", "sample captions used as prompts",
+           category="Samples", caption="caption_samples.rst", fillable=has_captions,
+           on_run=False, on_page=False),
+)  # fmt: skip
+
+BY_NAME: dict[str, Figure] = {f.name: f for f in (*FIGURES, *TABLES)}
 
 
 def run_figures() -> list[Figure]:
@@ -132,6 +146,12 @@ def run_figures() -> list[Figure]:
 def page_figures() -> list[Figure]:
     """The figures of a generator's page, in catalog order."""
     return [f for f in FIGURES if f.on_page]
+
+
+def table_figures() -> list[Figure]:
+    """The figures :func:`draw_all <synth2real.figures.paper.draw_all>` draws from the run's
+    tables (those of the run's ``figures`` rule or of a page), in catalog order."""
+    return [f for f in FIGURES if f.on_run or f.on_page]
 
 
 def filled(grid: Grid, figures: list[Figure] | None = None) -> list[str]:

@@ -148,6 +148,10 @@ class RunPaths:
     def ipc_table(self) -> str:
         return f"{self.root}/tables/ipc.csv"
 
+    def caption_samples(self) -> str:
+        """Paper Table 3: sample captions, as Markdown."""
+        return f"{self.root}/tables/caption_samples.md"
+
     def run_config(self) -> str:
         return f"{self.root}/report/config.yaml"
 

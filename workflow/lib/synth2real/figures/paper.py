@@ -109,13 +109,13 @@ def draw_all(
     highlight: str | None = None,
     names: Sequence[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Draw ``names`` (default: every figure of :data:`synth2real.catalog.FIGURES`) into
-    ``outdir``.
+    """Draw ``names`` (default: every figure drawn from tables,
+    :func:`synth2real.catalog.table_figures`) into ``outdir``.
 
     Returns each figure's plotted points (also written as ``<name>.csv``).
     """
     outdir = Path(outdir)
-    names = list(names if names is not None else (f.name for f in catalog.FIGURES))
+    names = list(names if names is not None else (f.name for f in catalog.table_figures()))
     display = {g: s.get("display_name", g) for g, s in t.registry.items()}
     order = [g for g in t.registry if g in {gp[0] for gp in t.synthetic.values()}]
     arch = t.reference_arch
