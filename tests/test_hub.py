@@ -59,6 +59,56 @@ def no_ambient_token(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
 
 
+# ------------------------------------------------------------------------ parse time
+def validated(path: Path, **changes) -> dict:
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(path.read_text())
+    config.update(changes)
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def test_the_grid_lists_every_hub_model_it_loads():
+    from synth2real import weights as hub
+    from synth2real.grid import Grid
+
+    paper = hub.grid_weights(Grid(validated(ROOT / "config" / "config.yaml"), ROOT))
+    clip, depth = "openai--clip-vit-large-patch14", "depth-anything--Depth-Anything-V2-Large-hf"
+    assert list(paper)[-2:] == [clip, depth] and len(paper) == 16
+    assert (paper[clip].loads, paper[depth].loads) == (hub.CLIP, hub.DEPTH)
+    assert {w.id for w in paper.values() if w.gated} == {
+        "sd30", "flux-dev", "sd35", "sd35-large", "sd35-turbo",
+    }  # fmt: skip
+    assert paper["sdxl"].download_spec() == {
+        "repo_id": "stabilityai/stable-diffusion-xl-base-1.0", "variant": "fp16",
+    }  # fmt: skip
+    assert paper[clip].download_spec()["download"] == hub.TRANSFORMERS_DOWNLOAD
+    assert paper[clip].flag == f"resources/weights/{clip}/.complete"
+    # The demo trains its own generator and uses classifier features: nothing to download.
+    demo = validated(ROOT / "config" / "demo.yaml")
+    assert hub.grid_weights(Grid(demo, ROOT)) == {}
+    # CLIPScore alone (caption prompts, classifier features) still needs CLIP.
+    assert hub.needs_clip(Grid({**demo, "prompt_types": ["classname", "caption"]}, ROOT))
+
+
+def test_missing_and_gated_checks_read_flags_and_the_environment_only(tmp_path):
+    from synth2real import weights as hub
+
+    a = hub.HubWeights("a", "org/a", SD, gated=True)
+    b = hub.HubWeights("b", "org/b", hub.CLIP)
+    (tmp_path / "resources" / "weights" / "b").mkdir(parents=True)
+    (tmp_path / "resources" / "weights" / "b" / ".complete").write_text("{}")
+    assert hub.missing([a, b], tmp_path) == [a]
+    assert hub.gated_without_token([a, b], {}) == [a]
+    assert hub.gated_without_token([a, b], {"HF_TOKEN": ""}) == [a]
+    assert hub.gated_without_token([a, b], {"HF_TOKEN": "x"}) == []
+    msg = hub.missing_weights_message([a, b], ["my.yaml"])
+    assert "snakemake weights --cores 1 --configfile my.yaml" in msg
+    assert "a is gated" in msg and "  - b (org/b)" in msg
+    assert "https://huggingface.co/org/a" in hub.gated_message([a])
+
+
 # ------------------------------------------------------------------------ the client, in-process
 @pytest.mark.parametrize("pipeline", list(TINY_SPECS))
 def test_each_family_downloads_with_its_patterns_and_loads_from_the_folder(
