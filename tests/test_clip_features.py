@@ -7,12 +7,12 @@ BPE vocabulary, CLIPImageProcessor), is saved to a directory and loaded back thr
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from tiny_models import save_tiny_clip
 
 from synth2real.metrics.clip import (
     caption_overflow_fraction,
@@ -27,65 +27,9 @@ from synth2real.metrics.prdc import compute_prdc, per_class_prdc
 from synth2real.shards import encode_png, write_shard
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte-level alphabet: every byte maps to a printable character."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), 256)]
-    cs = bs[:]
-    extra = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + extra)
-            extra += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
-
-    root = tmp_path_factory.mktemp("tiny_clip")
-    chars = list(_bytes_to_unicode().values())
-    merges = ["t h", "th e</w>", "c a", "ca t</w>", "d o", "do g</w>"]
-    vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars])}
-    for m in merges:
-        vocab[m.replace(" ", "")] = len(vocab)
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (root / "vocab.json").write_text(json.dumps(vocab))
-    (root / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tokenizer = CLIPTokenizer(vocab=str(root / "vocab.json"), merges=str(root / "merges.txt"))
-
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config={
-            "vocab_size": len(vocab),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "max_position_embeddings": 77,
-            "bos_token_id": vocab["<|startoftext|>"],
-            "eos_token_id": vocab["<|endoftext|>"],
-            "pad_token_id": vocab["<|endoftext|>"],
-        },
-        vision_config={
-            "image_size": 32,
-            "patch_size": 8,
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-        },
-        projection_dim=16,
-    )
-    model_dir = root / "model"
-    CLIPModel(config).save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    ).save_pretrained(model_dir)
-    return model_dir
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from tiny_models import save_tiny_depth
 
 from synth2real.probes.depth import depth_maps, load_depth_model, minmax_uint8
 from synth2real.probes.transform import map_shard
@@ -10,33 +11,7 @@ from synth2real.shards import load_split
 
 @pytest.fixture(scope="module")
 def tiny_depth_dir(tmp_path_factory):
-    import torch
-    from transformers import (
-        DepthAnythingConfig,
-        DepthAnythingForDepthEstimation,
-        Dinov2Config,
-        DPTImageProcessor,
-    )
-
-    torch.manual_seed(0)
-    backbone = Dinov2Config(
-        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-        image_size=28, patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"],
-        reshape_hidden_states=False,
-    )  # fmt: skip
-    config = DepthAnythingConfig(
-        backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 8, 8, 8],
-        fusion_hidden_size=8, head_hidden_size=8, patch_size=14,
-    )  # fmt: skip
-    model = DepthAnythingForDepthEstimation(config).eval()
-    processor = DPTImageProcessor(
-        size={"height": 28, "width": 28}, keep_aspect_ratio=False, ensure_multiple_of=14,
-        do_normalize=True, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-    )  # fmt: skip
-    path = tmp_path_factory.mktemp("depth")
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+    return save_tiny_depth(tmp_path_factory.mktemp("depth"))
 
 
 def test_depth_probe_shard_end_to_end(tiny_depth_dir, tiny_splits, tmp_path):

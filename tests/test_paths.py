@@ -13,7 +13,7 @@ def test_templates_are_the_rules_wildcard_patterns():
     assert P.log("generate/{synth}/{split}/{shard}") == (
         "results/demo/logs/generate/{synth}/{split}/{shard}.log"
     )
-    assert weights_flag() == "resources/weights/{generator}/.complete"
+    assert weights_flag() == "resources/weights/{weights}/.complete"
 
 
 def test_concrete_paths_fill_the_same_templates():

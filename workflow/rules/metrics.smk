@@ -78,7 +78,8 @@ rule spectrum:
 rule clipscore:
     """CLIPScore (ViT-L/14) of a caption dataset's train images against their prompts."""
     input:
-        get_train_shards_of_synth,
+        shards=get_train_shards_of_synth,
+        clip=get_clip_weights,
     output:
         P.clipscore(),
     log:
@@ -89,6 +90,6 @@ rule clipscore:
         "../../envs/torch.yaml"
     threads: threads_for("clipscore")
     params:
-        metrics=settings_subset("metrics", "clip_model"),
+        metrics=settings_subset("metrics", "clip_model", "clip_revision"),
     script:
         "../scripts/clipscore.py"

@@ -23,7 +23,8 @@ rule frequency_probe:
 rule depth_probe:
     """Depth Anything V2 maps of a split, min-max to 8 bits and replicated to 3 channels."""
     input:
-        get_split_shards,
+        shards=get_split_shards,
+        model=get_depth_weights,
     output:
         directory(P.probe_view("{dprobe}")),
     log:

@@ -14,10 +14,9 @@ from synth2real.metrics.clip import (  # noqa: E402
     shard_clip_scores,
 )
 
-metrics = snakemake.params.metrics
 device = script_setup.device(snakemake.config)
-bundle = load_clip(metrics["clip_model"], device)
-scores, texts = shard_clip_scores(bundle, list(snakemake.input))
+bundle = load_clip(script_setup.weights_dir(snakemake.input.clip), device)
+scores, texts = shard_clip_scores(bundle, list(snakemake.input.shards))
 row = {
     "dataset": snakemake.wildcards.synth,
     "clipscore": float(scores.mean()),

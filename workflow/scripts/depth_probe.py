@@ -11,7 +11,7 @@ from synth2real.probes.transform import map_shard, map_split  # noqa: E402
 name = snakemake.wildcards.dprobe
 spec = script_setup.with_runtime(snakemake.params.probe, snakemake.config["probes"][name])
 device = script_setup.device(snakemake.config)
-model, processor = load_depth_model(spec["model"], device)
+model, processor = load_depth_model(script_setup.weights_dir(snakemake.input.model), device)
 
 
 def depth_shard(src: str, dst: str) -> None:
@@ -20,5 +20,6 @@ def depth_shard(src: str, dst: str) -> None:
     )
 
 
-map_split(list(snakemake.input), snakemake.output[0], depth_shard)
-log.info("depth of %d shards -> %s", len(snakemake.input), snakemake.output[0])
+shards = list(snakemake.input.shards)
+map_split(shards, snakemake.output[0], depth_shard)
+log.info("depth of %d shards -> %s", len(shards), snakemake.output[0])

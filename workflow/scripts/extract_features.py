@@ -15,7 +15,7 @@ if metrics["feature_extractor"] == "classifier":
 else:
     from synth2real.metrics.clip import extract_features, load_clip
 
-    bundle = load_clip(metrics["clip_model"], device)
+    bundle = load_clip(script_setup.weights_dir(snakemake.input.model), device)
     feats, labels = extract_features(bundle, shards)
 save_features(snakemake.output[0], feats, labels)
 log.info("features %s -> %s", feats.shape, snakemake.output[0])

@@ -20,8 +20,23 @@ if str(LIB) in sys.path:
 sys.path.insert(0, str(LIB))
 
 
+#: The rules that reach the Hugging Face hub: they fetch weights. Every other job runs with
+#: ``HF_HUB_OFFLINE=1`` and loads weights from ``resources/weights/<id>`` only.
+ONLINE_RULES = frozenset({"download_weights"})
+
+
+def hub_mode(rule: str) -> None:
+    """Set ``HF_HUB_OFFLINE`` for this job before anything imports huggingface_hub (which reads
+    it once, at import): on for compute jobs, so a job that would reach for the hub fails
+    at once instead of downloading on a compute node; off for the download rules, whatever
+    the user's shell says. Subprocesses (torchrun ranks) inherit it."""
+    os.environ["HF_HUB_OFFLINE"] = "0" if rule in ONLINE_RULES else "1"
+
+
 def init(snakemake: Any) -> logging.Logger:
-    """Send stdout/stderr to the rule's log file and cap torch threads at the rule's."""
+    """Send stdout/stderr to the rule's log file, set the job's hub mode (:func:`hub_mode`)
+    and cap torch threads at the rule's."""
+    hub_mode(snakemake.rule)
     if snakemake.log:
         log = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115 - lives as long as the job
         sys.stdout = sys.stderr = log
@@ -50,6 +65,12 @@ def device(config: dict[str, Any]) -> str:
     if want == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("config device=cuda, but no CUDA device is visible to this job")
     return want
+
+
+def weights_dir(flag: str | os.PathLike[str]) -> Path:
+    """The downloaded weights of a hub model: the folder of its ``.complete`` flag (the job's
+    input), so where weights live is never a param."""
+    return Path(flag).parent
 
 
 def torch_threads(snakemake: Any) -> None:

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Where a hub generator's weights are marked complete (shared by runs: outside ``results/``).
-WEIGHTS_FLAG = "resources/weights/{generator}/.complete"
+#: Where a hub model's weights are marked complete (shared by runs: outside ``results/``); the
+#: weights are the files beside it. Ids: synth2real.weights.
+WEIGHTS_FLAG = "resources/weights/{weights}/.complete"
 
 
-def weights_flag(generator: str = "{generator}") -> str:
-    """The flag rule download_weights writes once a generator's weights are local (JSON: the
+def weights_flag(weights: str = "{weights}") -> str:
+    """The flag rule download_weights writes once a hub model's weights are local (JSON: the
     repo, the asked revision and the commit downloaded)."""
-    return WEIGHTS_FLAG.format(generator=generator)
+    return WEIGHTS_FLAG.format(weights=weights)
 
 
 @dataclass(frozen=True)

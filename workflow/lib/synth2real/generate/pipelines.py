@@ -2,8 +2,8 @@
 
 Three steps, each one function, shared by every diffusers model in ``config/generators.yaml``:
 
-* :func:`download_weights` fetches a hub repo into a local directory (on a login node: GPU jobs
-  run with ``HF_HUB_OFFLINE=1``);
+* :func:`download_weights` fetches a hub repo into a local directory (on a login node: every
+  other job runs with ``HF_HUB_OFFLINE=1``); it serves CLIP and the depth model too;
 * :func:`load_pipeline` builds the diffusers pipeline class named by the registry entry from
   that directory, so a new generator is a new YAML entry and nothing else;
 * :func:`generate_shard` turns prompt rows into a contract-conforming Parquet shard. Each row has
@@ -66,13 +66,17 @@ def download_weights(
     spec: Mapping[str, Any],
     dest_dir: str | os.PathLike[str],
     token_env: str = "HF_TOKEN",
+    endpoint: str | None = None,
 ) -> WeightsSnapshot:
-    """Fetch a generator's hub repo into ``dest_dir``; return the directory and its commit.
+    """Fetch a hub repo (``spec``: ``repo_id``, optional ``revision``, ``variant`` and
+    ``download`` patterns) into ``dest_dir``; return the directory and its commit.
 
     Meant for a login node with internet: GPU jobs later load the directory with
     ``HF_HUB_OFFLINE=1``, so a compute node never needs a token or a network. The token is read
-    only from the environment variable ``token_env`` and is never logged or put in messages.
-    Only the files a diffusers pipeline loads are fetched (:func:`download_patterns`).
+    only from the environment variable ``token_env`` (never from a token file a `hf auth login`
+    left behind, so the workflow's check for it is exact) and is never logged or put in
+    messages. Only the files the loader reads are fetched (:func:`download_patterns`: a
+    diffusers pipeline's by default). ``endpoint`` (default: ``HF_ENDPOINT``) is the hub.
 
     The registry's ``revision`` (a branch, tag or commit; default branch when absent) is first
     resolved to its commit, and that commit is what is downloaded: a branch moving during the
@@ -80,6 +84,41 @@ def download_weights(
     ``local_dir`` there is no ``snapshots/<sha>`` folder to read it from).
     """
     from huggingface_hub import HfApi, snapshot_download
+
+    repo_id = spec.get("repo_id")
+    if not repo_id:
+        raise RegistryError(f"generator {spec.get('id', '?')!r} has no repo_id to download")
+    token = os.environ.get(token_env) or False  # False: no token file either
+    allow, ignore = download_patterns(spec)
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s (revision %s) into %s", repo_id, spec.get("revision", "main"), dest)
+    try:
+        api = HfApi(endpoint=endpoint)
+        commit = api.model_info(repo_id, revision=spec.get("revision"), token=token).sha
+        path = snapshot_download(
+            repo_id=repo_id,
+            revision=commit,
+            local_dir=dest,
+            token=token,
+            allow_patterns=allow,
+            ignore_patterns=ignore,
+            endpoint=endpoint,
+        )
+    except Exception as err:
+        explained = _explain_download_error(err, spec, bool(token), token_env)
+        if explained is None:
+            raise
+        raise explained from err
+    log.info("%s at commit %s", repo_id, commit)
+    return WeightsSnapshot(Path(path), repo_id, spec.get("revision"), commit)
+
+
+def _explain_download_error(
+    err: Exception, spec: Mapping[str, Any], token_set: bool, token_env: str
+) -> WeightsDownloadError | None:
+    """The hub's refusal as a message that says what to do (never the token); None for an
+    error that is not the hub's or the network's."""
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -88,59 +127,43 @@ def download_weights(
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
+    from huggingface_hub.utils import httpx
 
-    repo_id = spec.get("repo_id")
-    if not repo_id:
-        raise RegistryError(f"generator {spec.get('id', '?')!r} has no repo_id to download")
-    token = os.environ.get(token_env) or None
-    allow, ignore = download_patterns(spec)
-    dest = Path(dest_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    page = f"https://huggingface.co/{repo_id}"
+    repo_id = spec["repo_id"]
     how = (
-        f"  1. open {page} while logged in and accept the license (gated repos);\n"
+        f"  1. open https://huggingface.co/{repo_id} while logged in and accept the license "
+        "(gated repos);\n"
         f"  2. create a read token at https://huggingface.co/settings/tokens and export it as "
         f"{token_env} (it is read from the environment only, never from config files);\n"
-        "  3. run the download rule on a login node that has internet (compute nodes run with "
-        "HF_HUB_OFFLINE=1), e.g. `snakemake --cores 1 download_weights`."
+        "  3. run `snakemake weights --cores 1 --configfile <your config>` on a login node "
+        "that has internet (compute jobs run with HF_HUB_OFFLINE=1)."
     )
-    log.info("downloading %s (revision %s) into %s", repo_id, spec.get("revision", "main"), dest)
-    try:
-        commit = HfApi().model_info(repo_id, revision=spec.get("revision"), token=token).sha
-        path = snapshot_download(
-            repo_id=repo_id,
-            revision=commit,
-            local_dir=dest,
-            token=token,
-            allow_patterns=allow,
-            ignore_patterns=ignore,
-        )
-    except GatedRepoError as err:
-        state = f"{token_env} is set" if token else f"{token_env} is not set"
-        raise WeightsDownloadError(
-            f"{repo_id} is gated: the hub refused access ({state}). To fix:\n{how}"
-        ) from err
-    except RepositoryNotFoundError as err:
-        raise WeightsDownloadError(
+    state = f"{token_env} is set" if token_set else f"{token_env} is not set"
+    if isinstance(err, GatedRepoError):
+        msg = f"{repo_id} is gated: the hub refused access ({state}). To fix:\n{how}"
+    elif isinstance(err, RepositoryNotFoundError):
+        msg = (
             f"{repo_id} was not found on the hub (or is private and no valid token was sent). "
-            f"Check repo_id in config/generators.yaml; if it is private or gated:\n{how}"
-        ) from err
-    except RevisionNotFoundError as err:
-        raise WeightsDownloadError(
-            f"{repo_id} has no revision {spec.get('revision')!r}; fix `revision` in the registry."
-        ) from err
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as err:
-        raise WeightsDownloadError(
-            f"cannot reach the hub to download {repo_id} (offline mode or no network). "
-            f"Unset HF_HUB_OFFLINE and run this on a machine with internet:\n{how}"
-        ) from err
-    except HfHubHTTPError as err:
-        raise WeightsDownloadError(
-            f"the hub answered with an error while downloading {repo_id}: "
-            f"{type(err).__name__}. If it says 401/403:\n{how}"
-        ) from err
-    log.info("%s at commit %s", repo_id, commit)
-    return WeightsSnapshot(Path(path), repo_id, spec.get("revision"), commit)
+            "Check the repo id (config/generators.yaml, metrics.clip_model, probes.<name>.model);"
+            f" if it is private or gated:\n{how}"
+        )
+    elif isinstance(err, RevisionNotFoundError):
+        msg = f"{repo_id} has no revision {spec.get('revision')!r}; fix that `revision`."
+    elif isinstance(err, OfflineModeIsEnabled | LocalEntryNotFoundError | httpx.TransportError):
+        msg = (
+            f"cannot reach the hub to download {repo_id} (offline mode or no network: "
+            f"{type(err).__name__}). Unset HF_HUB_OFFLINE and run this on a machine with "
+            f"internet:\n{how}"
+        )
+    elif isinstance(err, HfHubHTTPError):
+        status = getattr(getattr(err, "response", None), "status_code", "?")
+        msg = (
+            f"the hub answered {status} ({type(err).__name__}) while downloading {repo_id} "
+            f"({state}). If it is 401/403:\n{how}"
+        )
+    else:
+        return None
+    return WeightsDownloadError(msg)
 
 
 # --------------------------------------------------------------------------------------------

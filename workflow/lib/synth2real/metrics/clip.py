@@ -57,9 +57,10 @@ def load_clip(
 ) -> ClipBundle:
     """Load a CLIP model, image processor and tokenizer from a hub id or a local directory.
 
-    The single loading function of the CLIP family: real runs pass ``metrics.clip_model`` (a
-    hub id, or a pre-fetched directory under ``resources/``), tests pass a directory holding a
-    tiny random-weight model of the same classes. ``dtype`` defaults to float32 (features are
+    The single loading function of the CLIP family: workflow jobs pass the folder that
+    ``snakemake weights`` filled with ``metrics.clip_model`` (``resources/weights/<id>``; jobs
+    run offline), tests pass a directory holding a tiny random-weight model of the same
+    classes. ``dtype`` defaults to float32 (features are
     compared across runs and devices, so no silent half precision).
     """
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 
 def load_depth_model(name_or_path: str | os.PathLike[str], device: str = "cpu") -> tuple[Any, Any]:
-    """Model and image processor from a hub id or a local directory (``from_pretrained``)."""
+    """Model and image processor from a hub id or a local directory (``from_pretrained``);
+    depth jobs pass ``resources/weights/<id>``, which ``snakemake weights`` filled."""
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
     processor = AutoImageProcessor.from_pretrained(name_or_path)
