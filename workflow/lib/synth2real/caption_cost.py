@@ -28,7 +28,7 @@ that the workflow's dry run can print the estimate when it parses the Snakefile;
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -155,4 +155,33 @@ def estimate_cost(
         online_usd=online,
         batch_usd=batch,
         prices_as_of=prices.as_of,
+    )
+
+
+def estimate_summary(estimate: CostEstimate, settings: CaptionSettings) -> str:
+    """The estimate in one line (requests, tokens, dollars and the instruction preset): what the
+    captions job logs before it sends anything and what the workflow's dry run prints."""
+    return (
+        f"estimate ({settings.preset} instruction): {estimate.n_requests} request(s), "
+        f"{estimate.input_tokens} input + {estimate.output_tokens} output tokens: "
+        f"${estimate.online_usd:.2f} online, ${estimate.batch_usd:.2f} batch"
+    )
+
+
+def dry_run_note(captions: Mapping[str, Any], images: Mapping[str, int], image_px: int) -> str:
+    """The estimate the workflow's dry run prints, from the config alone: ``images`` maps each
+    real split the captions job will caption to its image count, all stored ``image_px``
+    square (the real shards are), asked with the config's ``captions`` section.
+
+    Every image counts: captions already in the job's cache are not sent again, but reading the
+    cache is no parse-time work, so this is the bill of a first run (the job logs the exact one).
+    """
+    settings = CaptionSettings.from_config(captions)
+    n = sum(images.values())
+    estimate = estimate_cost([(image_px, image_px)], settings, n_requests=n)
+    splits = ", ".join(f"{split} {count}" for split, count in images.items())
+    return (
+        f"captions: {n} real image(s) to caption ({splits}; {image_px}x{image_px} px) with "
+        f"{settings.model}, {settings.mode} mode, prices as of {estimate.prices_as_of} "
+        f"(captions.prices):\n  {estimate_summary(estimate, settings)}"
     )

@@ -48,6 +48,10 @@ INSTRUCTION_PRESETS: dict[str, str] = {
 DEFAULT_OUTPUT_TOKENS_MEAN: dict[str, float] = {"paper": 80.0, "official": 150.0, "table3": 97.0}
 CUSTOM_OUTPUT_TOKENS_MEAN = 120.0
 
+#: Keys of the config's captions section that pick which images are captioned (the job's
+#: inputs), not what a request asks: they never reach :class:`CaptionSettings`.
+WORKFLOW_KEYS = ("held_out",)
+
 MODES = ("online", "batch")
 IMAGE_FORMATS = ("jpeg", "png")
 DETAILS = (None, "auto", "low", "high")
@@ -157,6 +161,13 @@ class CaptionSettings:
             config["prices"] = prices
         return cls(**config)
 
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> CaptionSettings:
+        """Settings from the workflow config's ``captions`` section, without its
+        :data:`WORKFLOW_KEYS` (which images, not what is asked)."""
+        section = dict(section or {})
+        return cls.from_mapping({k: v for k, v in section.items() if k not in WORKFLOW_KEYS})
+
     def replace(self, **changes: Any) -> CaptionSettings:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -165,6 +176,11 @@ class CaptionSettings:
     def instruction_text(self) -> str:
         """The instruction actually sent: the preset's text, or the custom text itself."""
         return INSTRUCTION_PRESETS.get(self.instruction, self.instruction)
+
+    @property
+    def preset(self) -> str:
+        """The instruction's preset name, or ``custom`` for a custom text (logs, estimates)."""
+        return self.instruction if self.instruction in INSTRUCTION_PRESETS else "custom"
 
     @property
     def instruction_hash(self) -> str:
