@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -901,3 +902,81 @@ def test_paper_config_sends_the_table3_instruction_and_a_new_preset_recaptions(
     assert printed["image_tokens_per_request"] == 158  # 8 x 8 patches x 2.46
     per_request_usd = (158 + printed["text_tokens_per_request"]) * 0.05 + 97 * 0.20
     assert printed["batch_usd"] == pytest.approx(120_000 * per_request_usd / 1e6, rel=1e-6)
+
+
+# -- the workflow's dry run shows the captions cost ----------------------------------------
+
+ESTIMATE_LINE = re.compile(
+    r"estimate \((\S+) instruction\): (\d+) request\(s\), (\d+) input \+ (\d+) output tokens: "
+    r"\$([\d.]+) online, \$([\d.]+) batch"
+)
+
+
+def snakemake_parse(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
+    """Snakemake on the repository's Snakefile in ``workdir`` (config/ linked in, so the
+    paper config's relative class table resolves)."""
+    workdir.mkdir(exist_ok=True)
+    if not (workdir / "config").exists():
+        (workdir / "config").symlink_to(ROOT / "config")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args, "--snakefile", str(ROOT / "Snakefile"),
+         "--directory", str(workdir), "--configfile", str(configfile)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_paper_dry_run_shows_the_captioner_dry_runs_cost(tmp_path, capsys):
+    """``snakemake -n`` of the paper config, before any data exists, prints the captions job's
+    estimate once, with the numbers of the captioner's own dry run for the same images."""
+    proc = snakemake_parse(tmp_path, ROOT / "config" / "config.yaml", "-n", "--cores", "1")
+    assert re.search(r"^rule captions:$", proc.stdout, flags=re.M), "captions not in the plan"
+    assert len(ESTIMATE_LINE.findall(proc.stderr)) == 1, proc.stderr
+    split_line = "120000 real image(s) to caption (train 100000, val 10000, test 10000; 256x256 px)"
+    assert split_line in proc.stderr
+    assert "with gpt-4.1-nano, batch mode, prices as of 2025-04-14" in proc.stderr
+    preset, requests, tokens_in, tokens_out, online, batch = ESTIMATE_LINE.search(
+        proc.stderr
+    ).groups()
+
+    cli = load_cli_module()
+    capsys.readouterr()
+    dry = ["--config", str(ROOT / "config" / "config.yaml"), "--cache-dir", str(tmp_path)]
+    assert cli.main([*dry, "--dry-run", "--images", "120000", "--image-px", "256"]) == 0
+    script = json.loads(capsys.readouterr().out)
+    assert preset == "table3"
+    assert (int(requests), int(tokens_in), int(tokens_out)) == (
+        script["n_requests"],
+        script["input_tokens"],
+        script["output_tokens"],
+    )
+    assert (online, batch) == (f"{script['online_usd']:.2f}", f"{script['batch_usd']:.2f}")
+    assert (online, batch) == ("7.16", "3.58")  # the README's figures
+
+
+def test_dry_run_shows_no_cost_without_openai_captions_to_make(tmp_path):
+    """No estimate where nothing is sent: a grid without caption prompts (the demo), digits
+    (captioned locally), caption tables already there, and a cluster job's re-parse. The
+    estimate is printed while the Snakefile is parsed, so listing the rules (a parse without
+    the DAG) shows what a dry run would."""
+    demo = snakemake_parse(tmp_path / "demo", ROOT / "config" / "demo.yaml", "-n", "--cores", "1")
+    assert "estimate (" not in demo.stderr
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config.update(prompt_types=["classname", "caption"], captions={"held_out": True})
+    (tmp_path / "digits.yaml").write_text(yaml.safe_dump(config))
+    digits = snakemake_parse(tmp_path / "digits", tmp_path / "digits.yaml", "--list-rules")
+    assert "estimate (" not in digits.stderr
+
+    paper, work = ROOT / "config" / "config.yaml", tmp_path / "paper"
+    assert "estimate (" not in snakemake_parse(work, paper, "-l", "--mode", "remote").stderr
+    tables = work / "results" / "paper" / "captions"
+    tables.mkdir(parents=True)
+    (tables / "captions.parquet").touch()  # train captioned; val and test still to do
+    stderr = snakemake_parse(work, paper, "-l").stderr
+    assert "20000 real image(s) to caption (val 10000, test 10000; 256x256 px)" in stderr
+    [line] = ESTIMATE_LINE.findall(stderr)
+    assert line[1] == "20000"
+    (tables / "captions-val.parquet").touch()
+    (tables / "captions-test.parquet").touch()
+    assert "estimate (" not in snakemake_parse(work, paper, "-l").stderr

@@ -19,3 +19,10 @@ rule captions:
         cache_dir="resources/cache/captions",
     script:
         "../scripts/caption_images.py"
+
+
+# Captioning is the one step billed per image: show its cost before anything is sent, in the
+# dry run and before a real run. Only the main process prints it; every cluster job re-parses
+# this file.
+if workflow.is_main_process and (note := caption_cost_note()):
+    print(note, file=sys.stderr)

@@ -11,6 +11,8 @@ validate(config, schema="../schemas/config.schema.yaml")
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "lib"))
 from synth2real import catalog  # noqa: E402
 from synth2real import weights as hub  # noqa: E402
+from synth2real.caption_cost import dry_run_note  # noqa: E402
+from synth2real.caption_settings import WORKFLOW_KEYS  # noqa: E402
 from synth2real.grid import REAL, SPLITS, Grid  # noqa: E402
 from synth2real.paths import RunPaths, weights_flag  # noqa: E402
 from synth2real.settings import (  # noqa: E402
@@ -398,7 +400,28 @@ def caption_request_settings():
     settings without held_out, which picks the images (the job's inputs), not the request.
     """
     settings = result_settings("captions", default={})
-    return {k: v for k, v in settings.items() if k != "held_out"}
+    return {k: v for k, v in settings.items() if k not in WORKFLOW_KEYS}
+
+
+def openai_captioner():
+    """Whether the caption tables come from the OpenAI(-compatible) captioner (rule captions),
+    the one step that costs money per image. Digits are captioned locally, at no cost
+    (synth2real.captions.digits, rule digits_captions)."""
+    return config["data"]["source"] != "digits"
+
+
+def caption_cost_note():
+    """What the captions job will cost, for the dry run: None unless it is in the plan (the
+    grid has caption prompts, the OpenAI captioner writes them and a caption table is
+    missing). Parse-time work: arithmetic on the config (synth2real.caption_cost) and
+    whether the tables exist."""
+    if not openai_captioner():
+        return None
+    missing = [s for s in GRID.captioned_splits() if not Path(P.captions(s)).exists()]
+    if not missing:
+        return None
+    images = {s: GRID.split_sizes(REAL)[s] for s in missing}
+    return dry_run_note(config["captions"], images, config["data"]["image_size"])
 
 
 def get_classes_file(wildcards=None):

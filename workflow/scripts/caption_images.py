@@ -32,10 +32,11 @@ except ImportError:  # running as a plain script: put the library next to us on 
 
 import yaml
 
+from synth2real.caption_cost import estimate_summary
+from synth2real.caption_settings import WORKFLOW_KEYS
 from synth2real.captions.core import RedactingFilter
 from synth2real.captions.cost import estimate_cost
 from synth2real.captions.runner import (
-    INSTRUCTION_PRESETS,
     CaptionError,
     CaptionSettings,
     CostEstimate,
@@ -48,9 +49,6 @@ from synth2real.io import atomic_write_bytes, write_csv_atomic, write_table_atom
 
 log = logging.getLogger("synth2real.captions.runner")
 
-#: Keys of the config's captions section that pick which images are captioned (the job's
-#: inputs), not what a request asks: they never reach :class:`CaptionSettings`.
-WORKFLOW_KEYS = ("held_out",)
 #: Held-out splits with their own shards and caption table (``--<split>-shards/-out``).
 HELD_OUT_SPLITS = ("val", "test")
 
@@ -158,12 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args)
         if args.dry_run:
-            report_estimate(estimate(args, settings).to_dict(), settings, args.dry_run_out)
+            report_estimate(estimate(args, settings), settings, args.dry_run_out)
             return 0
         tables = output_tables(args)
         shards = [shard for group in tables.values() for shard in group]
         # What the run is about to spend, in its log before anything is sent.
-        log_estimate(dry_run(shards, settings, args.cache_dir, 200).to_dict(), settings)
+        log_estimate(dry_run(shards, settings, args.cache_dir, 200), settings)
         caption_tables(
             tables,
             args.failures,
@@ -205,29 +203,20 @@ def estimate(args: argparse.Namespace, settings: CaptionSettings) -> CostEstimat
 
 
 def report_estimate(
-    estimate: dict[str, Any], settings: CaptionSettings, out: str | None = None
+    estimate: CostEstimate, settings: CaptionSettings, out: str | None = None
 ) -> None:
     """Print the estimate as JSON (and write it to ``out``), and log its one-line summary."""
-    text = json.dumps(estimate, indent=1)
+    text = json.dumps(estimate.to_dict(), indent=1)
     print(text)
     if out:
         atomic_write_bytes(out, (text + "\n").encode())
     log_estimate(estimate, settings)
 
 
-def log_estimate(estimate: dict[str, Any], settings: CaptionSettings) -> None:
-    """One log line: requests (images not cached), tokens and dollars, with the preset."""
-    preset = settings.instruction if settings.instruction in INSTRUCTION_PRESETS else "custom"
-    log.info(
-        "estimate (%s instruction): %d request(s), %d input + %d output tokens: "
-        "$%.2f online, $%.2f batch",
-        preset,
-        estimate["n_requests"],
-        estimate["input_tokens"],
-        estimate["output_tokens"],
-        estimate["online_usd"],
-        estimate["batch_usd"],
-    )
+def log_estimate(estimate: CostEstimate, settings: CaptionSettings) -> None:
+    """One log line: requests (images not cached), tokens and dollars, with the preset (the
+    line the workflow's dry run prints, synth2real.caption_cost)."""
+    log.info("%s", estimate_summary(estimate, settings))
 
 
 def write_prompt_outputs(args: argparse.Namespace) -> None:
