@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from dag_stats import job_counts
 
 from synth2real import catalog
 from synth2real.grid import Grid
@@ -32,16 +33,6 @@ def snakemake(workdir, *args, check=True, config=CONFIG):
             f"snakemake {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
-
-
-def job_counts(dry_run_output):
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    counts = {}
-    for line in dry_run_output.splitlines():
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if m and m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
-    return counts
 
 
 @pytest.fixture(scope="module")
