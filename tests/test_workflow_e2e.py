@@ -68,11 +68,10 @@ def test_distribution_table(run_dir):
 
 
 def e2e_grid():
-    """The grid Snakemake runs here: config.yaml extended by e2e.yaml, with schema defaults."""
-    from snakemake.utils import update_config, validate
+    """The grid Snakemake runs here: e2e.yaml (the whole config) with schema defaults."""
+    from snakemake.utils import validate
 
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    update_config(cfg, yaml.safe_load(CONFIG.read_text()))
+    cfg = yaml.safe_load(CONFIG.read_text())
     validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
     return Grid(cfg, root=ROOT)
 
@@ -229,9 +228,8 @@ def test_rerun_does_nothing_and_deleted_shard_reruns_alone(run_dir):
 
 # --- the rerun contract: a job's params are exactly the settings that can change its output
 def edited_config(tmp_path, name, edit):
-    """The e2e config after ``edit(cfg)``, as written by Snakemake's merge: config.yaml first
-    (the Snakefile's configfile), the e2e file over it. Key order is kept: Snakemake compares
-    params as written, so a reordered dict would be a change."""
+    """The e2e config after ``edit(cfg)``, the whole config of a dry run. Key order is kept:
+    Snakemake compares params as written, so a reordered dict would be a change."""
     cfg = yaml.safe_load(CONFIG.read_text())
     edit(cfg)
     path = tmp_path / f"{name}.yaml"
@@ -245,8 +243,8 @@ def section(cfg, *keys):
     return cfg
 
 
-# Every runtime knob (x-runtime in the schema) the e2e config has, set or inherited from
-# config/config.yaml: a new value reruns run_info (it records the config) and nothing else.
+# Every runtime knob (x-runtime in the schema), set in the e2e config or added by the edit: a
+# new value reruns run_info (it records the config) and nothing else.
 RUNTIME_EDITS = {
     "train.loader_workers": lambda c: section(c, "train").update(loader_workers=1),
     "train.decoded_cache": lambda c: section(c, "train").update(decoded_cache="/scratch/x"),
