@@ -40,17 +40,12 @@ import numpy as np
 from PIL import Image
 
 from synth2real.grid import SPLITS, read_classes
+from synth2real.input_checks import GROUND_TRUTH_FILES, check_imagenet_root, find_ground_truth
 from synth2real.seeding import rng
 from synth2real.shards import chunk_rows, encode_png, write_shard
 
 #: File suffixes read as images (case-insensitive): ILSVRC uses ``.JPEG``.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpeg", ".jpg", ".png")
-#: Ground-truth files accepted for a flat ``val/`` folder, in the order they are tried.
-GROUND_TRUTH_FILES: tuple[str, ...] = (
-    "LOC_val_solution.csv",
-    "val_labels.txt",
-    "val_annotations.txt",
-)
 
 
 @dataclass(frozen=True)
@@ -69,30 +64,6 @@ def list_images(folder: Path) -> list[str]:
         for name in os.listdir(folder)
         if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
     )
-
-
-def _check_root(root: Path) -> None:
-    if not root.is_dir():
-        raise ValueError(
-            f"data.imagenet_root: {root} does not exist; set it to your ILSVRC2012 folder "
-            "(the one holding train/ and val/)"
-        )
-    for sub in ("train", "val"):
-        if not (root / sub).is_dir():
-            raise ValueError(
-                f"data.imagenet_root: {root / sub} is missing; the root must hold train/<wnid>/ "
-                "and val/ (class folders, or flat images plus a ground-truth file)"
-            )
-
-
-def find_ground_truth(root: Path) -> Path | None:
-    """The first accepted ground-truth file in root/val, root, or up to 3 parents of root."""
-    places = [root / "val", root, *list(root.resolve().parents)[:3]]
-    for place in places:
-        for name in GROUND_TRUTH_FILES:
-            if (place / name).is_file():
-                return place / name
-    return None
 
 
 def read_ground_truth(path: Path) -> dict[str, str]:
@@ -175,7 +146,7 @@ def select_rows(
     (root listing, classes, split sizes, seed) and never on filesystem order.
     """
     root = Path(root)
-    _check_root(root)
+    check_imagenet_root(root)
     n_train, n_val, n_test = (int(per_class[s]) for s in ("train", "val", "test"))
     rows: dict[str, list[Row]] = {s: [] for s in SPLITS}
     for label, wnid in enumerate(wnids):
