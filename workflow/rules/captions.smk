@@ -3,6 +3,7 @@ rule captions:
     internet; key only from OPENAI_API_KEY). Finished captions are cached and never lost.
     """
     input:
+        openai_key_checked,
         shards=get_real_train_shards,
         classes=get_classes_file,
     output:

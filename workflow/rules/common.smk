@@ -1,13 +1,16 @@
+import functools
+import os
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "lib"))
-from synth2real import catalog  # noqa: E402
-from synth2real.grid import REAL, SPLITS, Grid  # noqa: E402
+from synth2real import catalog, input_checks  # noqa: E402
+from synth2real.grid import REAL, SPLITS, Grid, read_classes  # noqa: E402
 from synth2real.paths import RunPaths, weights_flag  # noqa: E402
 from synth2real.settings import (  # noqa: E402
     ResultSettings,
@@ -218,6 +221,65 @@ def all_targets():
     return targets
 
 
+# ---------------------------------------------------------------- outside inputs
+# A bad outside input (ImageNet folder, OpenAI key) is found while the DAG is built, through
+# an input function of the rule that reads it (it names no file): only rules in the DAG with
+# an output still to make are checked, so `snakemake weights` needs no ImageNet and finished
+# results need neither. A run that executes jobs stops there, before any job starts, with
+# the message the job itself would print; a dry run, --touch or a DAG listing only warns, so
+# the paper grid can be planned before its inputs exist.
+def stop_or_warn(problem):
+    """Raise ``problem`` (a message, or None) in a run that executes jobs, else warn once."""
+    if problem is None:
+        return
+    executes = workflow.executor_plugin is not None
+    if executes and not (workflow.dryrun or workflow.touch):
+        raise ValueError(problem)
+    warn_once(problem)
+
+
+@functools.cache
+def warn_once(problem):
+    logger.warning(f"{problem}\n(a run that executes jobs stops here, before any job)")
+
+
+def problem_of(check, *args):
+    try:
+        check(*args)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+@functools.cache
+def imagenet_problem():
+    """The ImageNet layout, once per DAG build (about 400 directory tests at paper scale)."""
+    classes = Path(workflow.basedir) / config["data"]["classes"]
+    wnids = [row["wnid"] for row in read_classes(classes)]
+    return problem_of(
+        input_checks.check_imagenet, config["data"].get("imagenet_root"), wnids
+    )
+
+
+def imagenet_checked(wildcards):
+    """real_data's outside input: the ImageNet layout, for a shard still to make (finished
+    shards need no ImageNet: moving it reruns nothing)."""
+    shard = P.data_shard(REAL, wildcards.split, wildcards.shard)
+    if config["data"]["source"] == "imagenet" and not os.path.exists(shard):
+        stop_or_warn(imagenet_problem())
+    return []
+
+
+def openai_key_checked(wildcards=None):
+    """The captions rule's outside input: OPENAI_API_KEY where the server needs one, while
+    the captions table is still to make (with it made or copied in, no run needs the key).
+    """
+    if not os.path.exists(P.captions()):
+        base_url = config.get("captions", {}).get("base_url")
+        stop_or_warn(problem_of(input_checks.check_openai_key, base_url))
+    return []
+
+
 def get_real_n_shards(wildcards):
     return GRID.n_shards(REAL, wildcards.split)
 
@@ -356,7 +418,7 @@ def get_prompt_inputs(wildcards):
 
 
 def get_classes_file(wildcards=None):
-    return config["data"]["classes"] or []
+    return config["data"].get("classes") or []
 
 
 def get_weight_flags(wildcards=None):

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from synth2real.grid import SPLITS, read_classes
-from synth2real.input_checks import GROUND_TRUTH_FILES, check_imagenet_root, find_ground_truth
+from synth2real.input_checks import check_imagenet, check_val_layout
 from synth2real.seeding import rng
 from synth2real.shards import chunk_rows, encode_png, write_shard
 
@@ -101,25 +101,9 @@ def read_ground_truth(path: Path) -> dict[str, str]:
 def val_files(root: Path, wnids: Sequence[str]) -> dict[str, list[str]]:
     """Per wnid, sorted paths (relative to root) of its official val images."""
     val = root / "val"
-    with os.scandir(val) as entries:
-        has_class_dirs = any(entry.is_dir() for entry in entries)
-    out: dict[str, list[str]] = {}
-    if has_class_dirs:
-        for wnid in wnids:
-            folder = val / wnid
-            if not folder.is_dir():
-                raise ValueError(
-                    f"{folder} is missing: val/ is in class folders, so every class of "
-                    "data.classes needs one (or use a flat val/ with a ground-truth file)"
-                )
-            out[wnid] = [f"val/{wnid}/{name}" for name in list_images(folder)]
-        return out
-    gt_path = find_ground_truth(root)
+    gt_path = check_val_layout(root, wnids)
     if gt_path is None:
-        raise ValueError(
-            f"{val} is flat but no ground-truth file was found in {val}, {root} or its "
-            f"parents; provide one of {', '.join(GROUND_TRUTH_FILES)} (see imagenet.py)"
-        )
+        return {wnid: [f"val/{wnid}/{name}" for name in list_images(val / wnid)] for wnid in wnids}
     gt = read_ground_truth(gt_path)
     wanted = set(wnids)
     out = {wnid: [] for wnid in wnids}
@@ -135,7 +119,7 @@ def val_files(root: Path, wnids: Sequence[str]) -> dict[str, list[str]]:
 
 
 def select_rows(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None,
     wnids: Sequence[str],
     per_class: Mapping[str, int],
     seed: int,
@@ -145,17 +129,12 @@ def select_rows(
     Within a class, rows are sorted by path, so a shard's content depends only on
     (root listing, classes, split sizes, seed) and never on filesystem order.
     """
+    check_imagenet(root, wnids)
     root = Path(root)
-    check_imagenet_root(root)
     n_train, n_val, n_test = (int(per_class[s]) for s in ("train", "val", "test"))
     rows: dict[str, list[Row]] = {s: [] for s in SPLITS}
     for label, wnid in enumerate(wnids):
         folder = root / "train" / wnid
-        if not folder.is_dir():
-            raise ValueError(
-                f"{folder} is missing: class {wnid} of data.classes has no train folder; "
-                "fix the root or drop the class from the classes TSV"
-            )
         files = list_images(folder)
         if len(files) < n_train + n_val:
             raise ValueError(
@@ -223,8 +202,6 @@ def write_imagenet_shard(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     root = data.get("imagenet_root")
-    if not root:
-        raise ValueError("data.imagenet_root is not set; point it at your ILSVRC2012 folder")
     wnids = [row["wnid"] for row in read_classes(data["classes"])]
     rows = select_rows(root, wnids, data["splits"], seed)[split]
     ranges = list(chunk_rows(len(rows), n_shards))
