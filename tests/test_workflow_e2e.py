@@ -317,8 +317,8 @@ RESULT_EDITS = {
     "metrics": (["distribution"], lambda c: section(c, "metrics").update(nearest_k=4)),
     "spectra": (["spectrum"], lambda c: section(c, "metrics", "spectra").update(n_bins=6)),
     "figures": (["sample_grid"], lambda c: section(c, "figures").update(samples_per_class=3)),
-    "tables": (  # paper Tables 1 and 2
-        ["samples_table", "samples_prompts"],
+    "tables": (  # paper Tables 1 and 2, and the sample grids: the classes they draw
+        ["samples_table", "samples_prompts", "sample_grid"],
         lambda c: section(c, "figures").update(table_classes=3),
     ),
 }
