@@ -223,7 +223,7 @@ def all_targets():
 
 # ---------------------------------------------------------------- outside inputs
 # A bad outside input (ImageNet folder, OpenAI key) is found while the DAG is built, through
-# an input function of the rule that reads it (it names no file): only rules in the DAG with
+# an input function (naming no file) of the rule reading it. Only rules in the DAG with
 # an output still to make are checked, so `snakemake weights` needs no ImageNet and finished
 # results need neither. A run that executes jobs stops there, before any job starts, with
 # the message the job itself would print; a dry run, --touch or a DAG listing only warns, so
