@@ -1,11 +1,19 @@
 # synth2real: do text-to-image models make useful training data?
 # Kept thin and cheap to parse: every cluster job re-reads it.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A --configfile is the whole config: keys it leaves out take their schema defaults, never
+# config/config.yaml's values (Snakemake would merge the two, so a config could not drop a
+# probe the paper config defines). Without one, the paper config (config/config.yaml next to
+# this file) is the config. --config key=value overrides apply on top of either.
+if not workflow.overwrite_configfiles:
+
+    configfile: str(Path(workflow.basedir) / "config" / "config.yaml")
 
 
 include: "workflow/rules/common.smk"

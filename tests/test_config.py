@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dag_stats import job_counts
 
 from synth2real.grid import ConfigError, Grid
 from synth2real.settings import (
@@ -25,14 +26,52 @@ def load(name):
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
 
-def dry_run(config, tmp_path):
+def dry_run(config, tmp_path, *args):
+    """A dry run of ``config`` in ``tmp_path``, which sees the repository's config/ as a run
+    from the repository root does (the Snakefile's ``configfile:`` is relative to it)."""
+    (tmp_path / "config").symlink_to(ROOT / "config")
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return subprocess.run(
         [*SNAKEMAKE, "-n", "--configfile", str(path), "--directory", str(tmp_path),
+         "--snakefile", str(ROOT / "Snakefile"), *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+
+
+def test_a_configfile_is_the_whole_config(tmp_path):
+    """Nothing of config/config.yaml leaks into a --configfile run: a copy of the demo with
+    only the rgb probe plans no depth or frequency probe job (merged over the paper config,
+    it planned 12 depth_probe jobs)."""
+    config = load("demo.yaml")
+    config["probes"] = {"rgb": config["probes"]["rgb"]}
+    proc = dry_run(config, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = job_counts(proc.stdout)
+    assert not {"depth_probe", "frequency_probe"} & set(counts), counts
+    assert counts["train_classifier"] == 4  # real and 3 generators, rgb smallcnn only
+
+
+def test_without_a_configfile_the_paper_config_is_the_config(tmp_path):
+    """No --configfile: config/config.yaml next to the Snakefile, from any directory."""
+    target = "results/paper/data/real/train/shard-00000.parquet"
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", target, "--directory", str(tmp_path),
          "--snakefile", str(ROOT / "Snakefile")],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert job_counts(proc.stdout) == {"real_data": 1}
+
+
+def test_config_overrides_apply_on_top_of_the_configfile(tmp_path):
+    """--config key=value still works, and a nested value merges into its section (the
+    section's required keys stay)."""
+    config = load("demo.yaml")
+    proc = dry_run(config, tmp_path, "--config", "run=other", "train={'optimizer': 'sgd'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "results/other/models/real/rgb/smallcnn/model.pt" in proc.stdout
+    assert "results/demo/" not in proc.stdout
 
 
 def test_unknown_top_level_key_is_named(tmp_path):

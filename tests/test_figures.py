@@ -1,5 +1,6 @@
 """Every paper figure from a fixture results table: sidecars hold exactly the plotted points."""
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -478,3 +479,70 @@ def test_caption_samples_are_the_first_captions_of_the_table_classes():
     text = caption_samples_markdown(samples, ["gpt-4.1-nano"])
     assert text.startswith("# Sample captions (captioned by gpt-4.1-nano)\n")
     assert "| class 2 | n2_1 | caption 1 of 2 \\| x |" in text
+
+
+# --- sample figures at paper scale: they read only the rows they draw
+MEMORY_PROBE = """
+import sys
+from synth2real.figures.plots import sample_grid_of_shards, sample_table_of_shards
+from synth2real.shards import load_split
+
+shards, out, mode = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
+names = [f"class{c}" for c in range(20)]
+figures = {"samples_per_class": 4, "table_classes": 8, "table_samples_per_class": 1}
+if mode == "figures":  # what sample_grid.py and samples_table.py call
+    sample_grid_of_shards(shards, shards, names, figures, "synth", out + "/grid")
+    sample_table_of_shards([("real", shards), ("synth", shards)], names, figures, "t",
+                           out + "/table")
+else:  # the control: decoding the whole split, as sample_grid.py did
+    load_split(shards)
+# VmHWM: this process's peak RSS (ru_maxrss would count the forking pytest process's)
+status = open("/proc/self/status").read()
+print(int(status.split("VmHWM:")[1].split()[0]) // 1024)
+"""
+LIB = Path(__file__).resolve().parents[1] / "workflow" / "lib"
+MEMORY_TOLERANCE_MB = 32  # allocator noise (up to 12 MB seen); the control grows ~190 MB
+
+
+def split_of(root, per_class, shard_size=100, n_classes=20, size=64):
+    """A class-major split of incompressible 64 px images (12 KB PNG each), as real data."""
+    rng = np.random.default_rng(per_class)
+    labels = np.repeat(np.arange(n_classes), per_class)
+    paths = []
+    for start in range(0, len(labels), shard_size):
+        y = labels[start : start + shard_size]
+        images = rng.integers(0, 256, (len(y), size, size, 3), dtype=np.uint8)
+        paths.append(write_split(root / f"shard-{start // shard_size:05d}.parquet", images, y))
+    return paths
+
+
+def peak_rss_mb(shards, tmp_path, mode):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, ",".join(shards), str(tmp_path), mode],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": str(LIB)},  # this checkout's
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return int(proc.stdout.split()[-1])
+
+
+def test_sample_figures_memory_does_not_grow_with_split_size(tmp_path):
+    """Sample grids and Tables 1-2 at 1x and 10x split size (20 classes, 20 vs 200 images
+    each, 100-row shards): the same peak memory within MEMORY_TOLERANCE_MB, while decoding
+    the split (the control) grows by far more. At most table_classes classes are drawn."""
+    (tmp_path / "1x").mkdir()
+    (tmp_path / "10x").mkdir()
+    small, large = split_of(tmp_path / "1x", 20), split_of(tmp_path / "10x", 200)
+    peaks = {n: peak_rss_mb(s, tmp_path, "figures") for n, s in (("1x", small), ("10x", large))}
+    print(f"sample figures peak RSS: {peaks}")
+    assert peaks["10x"] <= peaks["1x"] + MEMORY_TOLERANCE_MB, peaks
+    control = {n: peak_rss_mb(s, tmp_path, "load") for n, s in (("1x", small), ("10x", large))}
+    assert control["10x"] > control["1x"] + 4 * MEMORY_TOLERANCE_MB, control
+    grid = pd.read_csv(tmp_path / "grid.csv")
+    assert grid["class"].nunique() == 8 and len(grid) == 2 * 8 * 4
+    assert set(grid["index"]) == {200 * c + k for c in table_classes(20, 8) for k in range(4)}
+    table = pd.read_csv(tmp_path / "table.csv")
+    assert table["class"].nunique() == 8 and len(table) == 2 * 8

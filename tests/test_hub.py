@@ -367,7 +367,7 @@ def test_missing_weights_stop_the_run_before_any_job(tiny_hub, tmp_path):
     # A dry run shows the plan, downloads included, and says the real run would stop.
     rc, out = snakemake(workdir, config, "-n", env=hub_env(tmp_path, closed_port_url()))
     assert rc == 0, out[-3000:]
-    assert "WARNING (a real run stops here): weights are missing" in out
+    assert "weights are missing" in out and "stops here, before any job" in out
     assert re.search(r"^download_weights\s+3$", out, flags=re.M)
 
 

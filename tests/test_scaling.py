@@ -186,7 +186,7 @@ def test_bad_scaling_values_are_named(change, message):
 
 
 def test_scaling_generators_outside_the_grid_are_skipped():
-    # a config narrowing `generators` inherits the paper's scaling.generators (--configfile extends)
+    # a copy of the paper config that narrows `generators` keeps its scaling.generators
     config = yaml.safe_load(yaml.safe_dump(paper()))
     config["generators"] = ["sd15", "sdxl"]
     assert Grid(config, root=ROOT).scaling_generators() == ["sd15"]

@@ -17,6 +17,7 @@ from synth2real.shards import (
     decode_images,
     encode_png,
     load_split,
+    read_images,
     read_shard,
     write_shard,
 )
@@ -35,6 +36,16 @@ def rows(n, seed=0, size=8):
         "seed": list(range(n)),
         "source_id": [f"s{i}" for i in range(n)],
     }
+
+
+def test_read_images_reads_the_rows_asked_for(tmp_path):
+    images, columns = rows(150)  # three 64-row batches
+    write_shard(columns, tmp_path / "s.parquet")
+    got = read_images(tmp_path / "s.parquet", [130, 3, 64, 3])
+    assert [g.tobytes() for g in got] == [images[i].tobytes() for i in (130, 3, 64, 3)]
+    assert read_images(tmp_path / "s.parquet", []) == []
+    with pytest.raises(ShardError, match="has no row 150"):
+        read_images(tmp_path / "s.parquet", [2, 150])
 
 
 def test_roundtrip_is_lossless(tmp_path):

@@ -366,18 +366,24 @@ def test_compile_option_traces_the_model_and_keeps_plain_weights(
         assert torch.allclose(wa[k], wb[k], atol=1e-6), k
 
 
-def test_configs_extending_the_paper_config_keep_their_train_path(tiny_splits, tmp_path):
-    """Snakemake merges --configfile over config/config.yaml: the demo and test configs must
-    undo the paper config's official recipe (else CutMix and 224 px crops of 16 px digits),
-    and a misfit is refused."""
+def test_whole_configs_keep_their_train_path(tiny_splits, tmp_path):
+    """A --configfile is the whole config (schema defaults fill the rest): the demo and test
+    configs get the paper recipe without naming it, the paper config the official one (else
+    CutMix and 224 px crops of 16 px digits), and a misfit is refused."""
+    from snakemake.utils import validate
+
     root = Path(__file__).resolve().parents[1]
-    paper = yaml.safe_load((root / "config" / "config.yaml").read_text())["train"]
-    assert paper["recipe"] == "official"
-    official, _ = resolve_recipe(paper, "identity", "smallcnn", seed=0)
+    schema = str(root / "workflow" / "schemas" / "config.schema.yaml")
+
+    def train_of(name):
+        config = yaml.safe_load((root / name).read_text())
+        validate(config, schema)
+        return config["train"]
+
+    official, _ = resolve_recipe(train_of("config/config.yaml"), "identity", "smallcnn", seed=0)
     assert official.input_size == 224 and official.cutmix_alpha == 1.0
     for name in ("config/demo.yaml", "tests/config/e2e.yaml", "tests/config/slurm.yaml"):
-        train = {**paper, **yaml.safe_load((root / name).read_text())["train"]}
-        recipe, runtime = resolve_recipe(train, "identity", "smallcnn", seed=0)
+        recipe, runtime = resolve_recipe(train_of(name), "identity", "smallcnn", seed=0)
         assert (recipe.recipe, recipe.normalize, recipe.cutmix_alpha) == ("paper", "paper", 0), name
         assert recipe.input_size is None and runtime.workers == 0, name
         assert recipe.transform_spec() == TransformSpec(crop_padding=2, hflip=False), name

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from dag_stats import job_counts
 
 from synth2real import catalog
 from synth2real.grid import Grid
@@ -32,16 +33,6 @@ def snakemake(workdir, *args, check=True, config=CONFIG):
             f"snakemake {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
-
-
-def job_counts(dry_run_output):
-    """The 'Job stats' table of a dry run as {rule: count}."""
-    counts = {}
-    for line in dry_run_output.splitlines():
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if m and m.group(1) != "total":
-            counts[m.group(1)] = int(m.group(2))
-    return counts
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +68,10 @@ def test_distribution_table(run_dir):
 
 
 def e2e_grid():
-    """The grid Snakemake runs here: config.yaml extended by e2e.yaml, with schema defaults."""
-    from snakemake.utils import update_config, validate
+    """The grid Snakemake runs here: e2e.yaml (the whole config) with schema defaults."""
+    from snakemake.utils import validate
 
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    update_config(cfg, yaml.safe_load(CONFIG.read_text()))
+    cfg = yaml.safe_load(CONFIG.read_text())
     validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
     return Grid(cfg, root=ROOT)
 
@@ -245,9 +235,8 @@ def test_rerun_does_nothing_and_deleted_shard_reruns_alone(run_dir):
 
 # --- the rerun contract: a job's params are exactly the settings that can change its output
 def edited_config(tmp_path, name, edit):
-    """The e2e config after ``edit(cfg)``, as written by Snakemake's merge: config.yaml first
-    (the Snakefile's configfile), the e2e file over it. Key order is kept: Snakemake compares
-    params as written, so a reordered dict would be a change."""
+    """The e2e config after ``edit(cfg)``, the whole config of a dry run. Key order is kept:
+    Snakemake compares params as written, so a reordered dict would be a change."""
     cfg = yaml.safe_load(CONFIG.read_text())
     edit(cfg)
     path = tmp_path / f"{name}.yaml"
@@ -261,8 +250,8 @@ def section(cfg, *keys):
     return cfg
 
 
-# Every runtime knob (x-runtime in the schema) the e2e config has, set or inherited from
-# config/config.yaml: a new value reruns run_info (it records the config) and nothing else.
+# Every runtime knob (x-runtime in the schema), set in the e2e config or added by the edit: a
+# new value reruns run_info (it records the config) and nothing else.
 RUNTIME_EDITS = {
     "train.loader_workers": lambda c: section(c, "train").update(loader_workers=1),
     "train.decoded_cache": lambda c: section(c, "train").update(decoded_cache="/scratch/x"),
@@ -335,8 +324,8 @@ RESULT_EDITS = {
     "metrics": (["distribution"], lambda c: section(c, "metrics").update(nearest_k=4)),
     "spectra": (["spectrum"], lambda c: section(c, "metrics", "spectra").update(n_bins=6)),
     "figures": (["sample_grid"], lambda c: section(c, "figures").update(samples_per_class=3)),
-    "tables": (  # paper Tables 1 and 2
-        ["samples_table", "samples_prompts"],
+    "tables": (  # paper Tables 1 and 2, and the sample grids: the classes they draw
+        ["samples_table", "samples_prompts", "sample_grid"],
         lambda c: section(c, "figures").update(table_classes=3),
     ),
 }

@@ -4,6 +4,7 @@ rule captions:
     OPENAI_API_KEY). Finished captions are cached and never lost. One table per split.
     """
     input:
+        openai_key_checked,
         unpack(get_caption_inputs),
     output:
         **held_out_caption_outputs(),

@@ -1,4 +1,5 @@
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -9,11 +10,11 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "lib"))
-from synth2real import catalog  # noqa: E402
+from synth2real import catalog, input_checks  # noqa: E402
 from synth2real import weights as hub  # noqa: E402
 from synth2real.caption_cost import dry_run_note  # noqa: E402
 from synth2real.caption_settings import WORKFLOW_KEYS  # noqa: E402
-from synth2real.grid import REAL, SPLITS, Grid  # noqa: E402
+from synth2real.grid import REAL, SPLITS, Grid, read_classes  # noqa: E402
 from synth2real.paths import RunPaths, weights_flag  # noqa: E402
 from synth2real.settings import (  # noqa: E402
     ResultSettings,
@@ -239,6 +240,65 @@ def all_targets():
     return targets
 
 
+# ---------------------------------------------------------------- outside inputs
+# A bad outside input (ImageNet folder, OpenAI key) is found while the DAG is built, through
+# an input function (naming no file) of the rule reading it. Only rules in the DAG with
+# an output still to make are checked, so `snakemake weights` needs no ImageNet and finished
+# results need neither. A run that executes jobs stops there, before any job starts, with
+# the message the job itself would print; a dry run, --touch or a DAG listing only warns, so
+# the paper grid can be planned before its inputs exist.
+def stop_or_warn(problem):
+    """Raise ``problem`` (a message, or None) in a run that executes jobs, else warn once."""
+    if problem is None:
+        return
+    executes = workflow.executor_plugin is not None
+    if executes and not (workflow.dryrun or workflow.touch):
+        raise WorkflowError(problem)
+    warn_once(problem)
+
+
+@functools.cache
+def warn_once(problem):
+    logger.warning(f"{problem}\n(a run that executes jobs stops here, before any job)")
+
+
+def problem_of(check, *args):
+    try:
+        check(*args)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+@functools.cache
+def imagenet_problem():
+    """The ImageNet layout, once per DAG build (about 400 directory tests at paper scale)."""
+    classes = Path(workflow.basedir) / config["data"]["classes"]
+    wnids = [row["wnid"] for row in read_classes(classes)]
+    return problem_of(
+        input_checks.check_imagenet, config["data"].get("imagenet_root"), wnids
+    )
+
+
+def imagenet_checked(wildcards):
+    """real_data's outside input: the ImageNet layout, for a shard still to make (finished
+    shards need no ImageNet: moving it reruns nothing)."""
+    shard = P.data_shard(REAL, wildcards.split, wildcards.shard)
+    if config["data"]["source"] == "imagenet" and not os.path.exists(shard):
+        stop_or_warn(imagenet_problem())
+    return []
+
+
+def openai_key_checked(wildcards=None):
+    """The captions rule's outside input: OPENAI_API_KEY where the server needs one, while
+    the captions table is still to make (with it made or copied in, no run needs the key).
+    """
+    if not os.path.exists(P.captions()):
+        base_url = config.get("captions", {}).get("base_url")
+        stop_or_warn(problem_of(input_checks.check_openai_key, base_url))
+    return []
+
+
 def get_real_n_shards(wildcards):
     return GRID.n_shards(REAL, wildcards.split)
 
@@ -425,7 +485,7 @@ def caption_cost_note():
 
 
 def get_classes_file(wildcards=None):
-    return config["data"]["classes"] or []
+    return config["data"].get("classes") or []
 
 
 def get_weight_flags(wildcards=None):
@@ -442,15 +502,8 @@ def get_weights_source(wildcards):
 
 # ---------------------------------------------------------------- bad input: weights
 # Checked while the DAG is built, so a bad input stops the run before any job (in a dry run
-# it is a warning: the plan then shows the download jobs). Each check stats a few files.
-def stop_before_any_job(message):
-    """Fail the run now, naming what to do; a dry run only warns."""
-    if workflow.dryrun:
-        logger.warning(f"WARNING (a real run stops here): {message}")
-        return
-    raise WorkflowError(message)
-
-
+# it is a warning: the plan then shows the download jobs; see stop_or_warn). Each check stats a
+# few files.
 def weights_input(weights_id):
     """The flag of downloaded weights that a compute job loads (the files are beside it)."""
     check_weights_present()
@@ -462,7 +515,7 @@ def check_weights_present():
     """Compute jobs never download (they run offline): every hub model must be local first."""
     missing = hub.missing(HUB_WEIGHTS.values())
     if missing:
-        stop_before_any_job(
+        stop_or_warn(
             hub.missing_weights_message(
                 missing, [str(c) for c in workflow.overwrite_configfiles or ()]
             )
@@ -474,7 +527,7 @@ def get_weights_to_fetch(wildcards=None):
     HF_TOKEN stops the run before the first download."""
     gated = hub.gated_without_token(hub.missing(HUB_WEIGHTS.values()))
     if gated:
-        stop_before_any_job(hub.gated_message(gated))
+        stop_or_warn(hub.gated_message(gated))
     return [w.flag for w in HUB_WEIGHTS.values()]
 
 

@@ -1,5 +1,7 @@
 rule real_data:
     """One shard of the real dataset (digits for the demo, an ImageNet subset for the paper)."""
+    input:
+        imagenet_checked,
     output:
         P.data_shard(REAL),
     log:

@@ -142,7 +142,8 @@ rule run_info:
 
 
 rule sample_grid:
-    """Real samples beside one synthetic dataset's samples (train split)."""
+    """Real samples beside one synthetic dataset's samples (train split): the first
+    samples_per_class rows of at most table_classes classes, the only rows it reads."""
     input:
         real=get_real_train_shards,
         synth=get_train_shards_of_synth,
@@ -160,7 +161,7 @@ rule sample_grid:
     conda:
         "../../envs/plot.yaml"
     params:
-        config=figure_settings("samples_per_class"),
+        config=figure_settings("samples_per_class", "table_classes"),
     script:
         "../scripts/sample_grid.py"
 

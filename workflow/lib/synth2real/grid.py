@@ -213,8 +213,8 @@ class Grid:
 
     def scaling_generators(self) -> list[str]:
         """Generators with Fig. 7 curves: ``scaling.generators`` that are in the grid (all by
-        default). Ids outside the grid are skipped, not errors: a config that narrows the
-        paper's ``generators`` inherits its ``scaling.generators`` (``--configfile`` extends)."""
+        default). Ids outside the grid are skipped, not errors: a copy of the paper config that
+        narrows its ``generators`` keeps its ``scaling.generators``."""
         chosen = self.scaling.get("generators")
         if chosen is None:
             return list(self.generators)

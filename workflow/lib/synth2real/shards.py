@@ -82,6 +82,32 @@ def read_shard(path: str | os.PathLike[str], columns: list[str] | None = None) -
     return pq.read_table(path, columns=columns)
 
 
+def read_images(path: str | os.PathLike[str], rows: Sequence[int]) -> list[np.ndarray]:
+    """The decoded images of ``rows`` of one shard, in the order given.
+
+    The image column is streamed in small batches and left after the last row asked for, so
+    a few sample rows cost about one Parquet page of PNG bytes in memory, not the shard's
+    whole image column (a paper shard holds 2,000 PNGs).
+    """
+    wanted = sorted(set(int(r) for r in rows))
+    found: dict[int, np.ndarray] = {}
+    if wanted:
+        reader = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+        start = 0
+        for batch in reader.iter_batches(batch_size=64, columns=["image"]):
+            column = batch.column(0)
+            for r in wanted:
+                if start <= r < start + len(batch):
+                    found[r] = decode_png(column[r - start].as_py())
+            start += len(batch)
+            if start > wanted[-1]:
+                break
+    missing = [r for r in wanted if r not in found]
+    if missing:
+        raise ShardError(f"{path} has no row {missing[0]} ({start} rows)")
+    return [found[int(r)] for r in rows]
+
+
 def shard_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Expand a list of shard files and split directories (probe views) into shard files."""
     out: list[Path] = []

@@ -49,6 +49,7 @@ from synth2real.captions.cost import CostEstimate, estimate_cost, sample_image_s
 from synth2real.captions.online import caption_online
 from synth2real.captions.prompts import load_clip_tokenizer, prompt_token_stats
 from synth2real.captions.store import CaptionJournal
+from synth2real.input_checks import NO_KEY, check_openai_key
 from synth2real.io import write_csv_atomic, write_table_atomic
 
 __all__ = [
@@ -151,11 +152,14 @@ def make_client(settings: CaptionSettings) -> openai.AsyncOpenAI:
     """An async client with the client's own retries off (the budget is ours).
 
     The key comes from ``OPENAI_API_KEY`` only; ``base_url`` points at any OpenAI-compatible
-    server (None = OpenAI).
+    server (None = OpenAI). Without a key, a server other than OpenAI's is asked with a
+    placeholder: a local server typically needs none.
     """
-    key = os.environ.get("OPENAI_API_KEY")
-    if not key:
-        raise CaptionError("OPENAI_API_KEY is not set")
+    try:
+        check_openai_key(settings.base_url)
+    except ValueError as exc:
+        raise CaptionError(str(exc)) from None
+    key = os.environ.get("OPENAI_API_KEY") or NO_KEY
     return openai.AsyncOpenAI(
         api_key=key, base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s
     )

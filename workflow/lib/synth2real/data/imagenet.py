@@ -39,18 +39,13 @@ from typing import Any
 import numpy as np
 
 from synth2real.grid import SPLITS, read_classes
+from synth2real.input_checks import check_imagenet, check_val_layout
 from synth2real.preprocess import store_image, stored_pixels
 from synth2real.seeding import rng
 from synth2real.shards import chunk_rows, write_shard
 
 #: File suffixes read as images (case-insensitive): ILSVRC uses ``.JPEG``.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpeg", ".jpg", ".png")
-#: Ground-truth files accepted for a flat ``val/`` folder, in the order they are tried.
-GROUND_TRUTH_FILES: tuple[str, ...] = (
-    "LOC_val_solution.csv",
-    "val_labels.txt",
-    "val_annotations.txt",
-)
 
 
 @dataclass(frozen=True)
@@ -69,30 +64,6 @@ def list_images(folder: Path) -> list[str]:
         for name in os.listdir(folder)
         if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith(".")
     )
-
-
-def _check_root(root: Path) -> None:
-    if not root.is_dir():
-        raise ValueError(
-            f"data.imagenet_root: {root} does not exist; set it to your ILSVRC2012 folder "
-            "(the one holding train/ and val/)"
-        )
-    for sub in ("train", "val"):
-        if not (root / sub).is_dir():
-            raise ValueError(
-                f"data.imagenet_root: {root / sub} is missing; the root must hold train/<wnid>/ "
-                "and val/ (class folders, or flat images plus a ground-truth file)"
-            )
-
-
-def find_ground_truth(root: Path) -> Path | None:
-    """The first accepted ground-truth file in root/val, root, or up to 3 parents of root."""
-    places = [root / "val", root, *list(root.resolve().parents)[:3]]
-    for place in places:
-        for name in GROUND_TRUTH_FILES:
-            if (place / name).is_file():
-                return place / name
-    return None
 
 
 def read_ground_truth(path: Path) -> dict[str, str]:
@@ -130,25 +101,9 @@ def read_ground_truth(path: Path) -> dict[str, str]:
 def val_files(root: Path, wnids: Sequence[str]) -> dict[str, list[str]]:
     """Per wnid, sorted paths (relative to root) of its official val images."""
     val = root / "val"
-    with os.scandir(val) as entries:
-        has_class_dirs = any(entry.is_dir() for entry in entries)
-    out: dict[str, list[str]] = {}
-    if has_class_dirs:
-        for wnid in wnids:
-            folder = val / wnid
-            if not folder.is_dir():
-                raise ValueError(
-                    f"{folder} is missing: val/ is in class folders, so every class of "
-                    "data.classes needs one (or use a flat val/ with a ground-truth file)"
-                )
-            out[wnid] = [f"val/{wnid}/{name}" for name in list_images(folder)]
-        return out
-    gt_path = find_ground_truth(root)
+    gt_path = check_val_layout(root, wnids)
     if gt_path is None:
-        raise ValueError(
-            f"{val} is flat but no ground-truth file was found in {val}, {root} or its "
-            f"parents; provide one of {', '.join(GROUND_TRUTH_FILES)} (see imagenet.py)"
-        )
+        return {wnid: [f"val/{wnid}/{name}" for name in list_images(val / wnid)] for wnid in wnids}
     gt = read_ground_truth(gt_path)
     wanted = set(wnids)
     out = {wnid: [] for wnid in wnids}
@@ -164,7 +119,7 @@ def val_files(root: Path, wnids: Sequence[str]) -> dict[str, list[str]]:
 
 
 def select_rows(
-    root: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None,
     wnids: Sequence[str],
     per_class: Mapping[str, int],
     seed: int,
@@ -174,17 +129,12 @@ def select_rows(
     Within a class, rows are sorted by path, so a shard's content depends only on
     (root listing, classes, split sizes, seed) and never on filesystem order.
     """
+    check_imagenet(root, wnids)
     root = Path(root)
-    _check_root(root)
     n_train, n_val, n_test = (int(per_class[s]) for s in ("train", "val", "test"))
     rows: dict[str, list[Row]] = {s: [] for s in SPLITS}
     for label, wnid in enumerate(wnids):
         folder = root / "train" / wnid
-        if not folder.is_dir():
-            raise ValueError(
-                f"{folder} is missing: class {wnid} of data.classes has no train folder; "
-                "fix the root or drop the class from the classes TSV"
-            )
         files = list_images(folder)
         if len(files) < n_train + n_val:
             raise ValueError(
@@ -239,8 +189,6 @@ def write_imagenet_shard(
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     root = data.get("imagenet_root")
-    if not root:
-        raise ValueError("data.imagenet_root is not set; point it at your ILSVRC2012 folder")
     wnids = [row["wnid"] for row in read_classes(data["classes"])]
     rows = select_rows(root, wnids, data["splits"], seed)[split]
     ranges = list(chunk_rows(len(rows), n_shards))

@@ -308,33 +308,38 @@ def transfer_figure(
 
 
 def sample_grid(
-    real: tuple[np.ndarray, np.ndarray],
-    synth: tuple[np.ndarray, np.ndarray],
+    real: Mapping[int, Sequence[tuple[int, np.ndarray]]],
+    synth: Mapping[int, Sequence[tuple[int, np.ndarray]]],
     class_names: Sequence[str],
     per_class: int,
     title: str,
     stem: str | os.PathLike[str],
 ) -> pd.DataFrame:
-    """Real samples (left) beside a generator's samples (right): a column per class."""
-    n_cls = len(class_names)
+    """Real samples (left) beside a generator's samples (right): a column per class drawn.
+
+    ``real`` and ``synth`` are ``{label: [(row, image), ...]}`` from :func:`pick_samples`,
+    which reads only the drawn rows: a paper train split is 100,000 images of 200 classes.
+    """
+    labels = sorted(set(real) | set(synth))
+    n_cls = max(1, len(labels))
     fig, axes = plt.subplots(
         per_class, 2 * n_cls, figsize=(0.6 * 2 * n_cls + 0.5, 0.6 * per_class + 0.6)
     )
     axes = np.atleast_2d(axes)
     rows = []
-    for side, (images, labels), name in ((0, real, REAL), (1, synth, title)):
-        for c in range(n_cls):
-            idx = np.flatnonzero(labels == c)[:per_class]
+    for side, (picked, name) in enumerate(((real, REAL), (synth, title))):
+        for j, c in enumerate(labels):
+            cell = list(picked.get(c, []))[:per_class]
             for k in range(per_class):
-                ax = axes[k, side * n_cls + c]
+                ax = axes[k, side * n_cls + j]
                 ax.axis("off")
-                if k < len(idx):
-                    ax.imshow(images[idx[k]])
-                    rows.append({"source": name, "class": class_names[c], "index": int(idx[k])})
+                if k < len(cell):
+                    ax.imshow(cell[k][1])
+                    rows.append({"source": name, "class": class_names[c], "index": cell[k][0]})
                 if k == 0:
                     ax.set_title(class_names[c], fontsize=6)
     fig.suptitle(f"real (left)  |  {title} (right)", fontsize=9)
-    pts = pd.DataFrame(rows)
+    pts = pd.DataFrame(rows, columns=["source", "class", "index"])
     save_figure(fig, pts, stem)
     return pts
 
@@ -552,10 +557,12 @@ def pick_samples(
 ) -> dict[int, list[tuple[int, np.ndarray]]]:
     """The first ``per_class`` rows of each wanted label as ``{label: [(row, image), ...]}``.
 
-    Reads the label column first and decodes only the chosen images: a paper split holds
-    100,000 PNGs and a sample table needs a few dozen.
+    Reads the label column of each shard until every label has its rows, and decodes only
+    the chosen images (:func:`synth2real.shards.read_images`): memory stays that of one
+    shard's page however large the split, where a paper split holds 100,000 PNGs and a
+    sample figure needs a few dozen.
     """
-    from synth2real.shards import decode_png, read_shard, shard_files
+    from synth2real.shards import read_images, read_shard, shard_files
 
     want = {int(c): [] for c in labels}
     offset = 0
@@ -567,14 +574,44 @@ def pick_samples(
             if c in counts and counts[c] < per_class:
                 counts[c] += 1
                 chosen.append(i)
-        if chosen:
-            images = read_shard(path, ["image"]).column("image").take(chosen).to_pylist()
-            for i, data in zip(chosen, images):
-                want[int(y[i])].append((offset + i, decode_png(data)))
+        for i, image in zip(chosen, read_images(path, chosen)):
+            want[int(y[i])].append((offset + i, image))
         offset += len(y)
         if all(len(v) >= per_class for v in want.values()):
             break
     return want
+
+
+def sample_grid_of_shards(
+    real: Sequence[str | os.PathLike[str]],
+    synth: Sequence[str | os.PathLike[str]],
+    class_names: Sequence[str],
+    figures: Mapping[str, Any],
+    title: str,
+    stem: str | os.PathLike[str],
+) -> pd.DataFrame:
+    """:func:`sample_grid` of two splits: ``figures.samples_per_class`` images of at most
+    ``figures.table_classes`` classes each (200 classes would be 1,600 axes), read alone."""
+    labels = table_classes(len(class_names), figures["table_classes"])
+    per_class = figures["samples_per_class"]
+    real_rows, synth_rows = (pick_samples(s, labels, per_class) for s in (real, synth))
+    return sample_grid(real_rows, synth_rows, class_names, per_class, title, stem)
+
+
+def sample_table_of_shards(
+    sources: Sequence[tuple[str, Sequence[str | os.PathLike[str]]]],
+    class_names: Sequence[str],
+    figures: Mapping[str, Any],
+    title: str,
+    stem: str | os.PathLike[str],
+) -> pd.DataFrame:
+    """Tables 1-2 (:func:`class_grid`) of ``[(row label, split shards), ...]``:
+    ``figures.table_samples_per_class`` images of ``figures.table_classes`` classes, read
+    alone."""
+    labels = table_classes(len(class_names), figures["table_classes"])
+    per_class = figures["table_samples_per_class"]
+    picked = [(name, pick_samples(shards, labels, per_class)) for name, shards in sources]
+    return class_grid(picked, class_names, per_class, title, stem)
 
 
 def table_classes(n_classes: int, n_shown: int) -> list[int]:

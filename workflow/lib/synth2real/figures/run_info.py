@@ -1,9 +1,10 @@
 """What a run used: its config and software versions, recorded for the report.
 
 A figure is only as reproducible as the record of what made it, so the report carries the
-effective config (after ``--configfile`` merges and schema defaults) and three sets of
-versions: the pinned per-rule conda envs, what the reporting interpreter really ran, and the
-hub commit of every generator's weights (hub repos move: the paper's SD 2.1 repo was removed).
+effective config (the ``--configfile`` with ``--config`` overrides and schema defaults) and
+three sets of versions: the pinned per-rule conda envs, what the reporting interpreter really
+ran, and the hub commit of every generator's weights (hub repos move: the paper's SD 2.1 repo
+was removed).
 """
 
 from __future__ import annotations

@@ -181,8 +181,7 @@ def check_input_size(spec: TransformSpec, shards: Sequence[str]) -> None:
     if spec.input_size > min(h, w):
         raise ValueError(
             f"train.input_size={spec.input_size} is larger than the {h}x{w} images of "
-            f"{shards[0]}; set input_size to at most {min(h, w)} or null (whole image). "
-            "Configs extend config/config.yaml, whose input_size is 224."
+            f"{shards[0]}; set input_size to at most {min(h, w)} or null (whole image)"
         )
 
 
