@@ -11,7 +11,7 @@ from conftest import make_class_images, write_split
 from synth2real import catalog
 from synth2real.figures import paper as pf
 from synth2real.figures import plots
-from synth2real.figures.plots import class_grid, pick_samples, results_markdown, table_classes
+from synth2real.figures.tables import class_grid, pick_samples, results_markdown, table_classes
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = {

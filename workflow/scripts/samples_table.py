@@ -5,7 +5,7 @@ import script_setup
 log = script_setup.init(snakemake)
 
 from synth2real.figures.paper import table_rows  # noqa: E402
-from synth2real.figures.plots import class_grid, pick_samples, table_classes  # noqa: E402
+from synth2real.figures.tables import class_grid, pick_samples, table_classes  # noqa: E402
 from synth2real.prompts.plan import class_table  # noqa: E402
 
 cfg = snakemake.params.config

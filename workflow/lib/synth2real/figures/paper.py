@@ -251,7 +251,7 @@ def write_page(
     ``context`` names the other generators whose results were on disk (drawn grey); saying
     which makes a page built before the others finished readable for what it is.
     """
-    from synth2real.figures.plots import results_markdown
+    from synth2real.figures.tables import results_markdown
     from synth2real.io import atomic_output
 
     spec = t.registry.get(generator, {})
