@@ -1,5 +1,7 @@
 """Every paper figure from a fixture results table: sidecars hold exactly the plotted points."""
 
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -333,3 +335,31 @@ def test_run_tables_reads_a_jobs_inputs_and_params(tables, tmp_path):
     inputs.slopes = paths["slopes"]
     got = pf.run_tables(inputs, params)
     assert got.slopes.alpha.tolist() == pytest.approx(tables.slopes.alpha.tolist())
+
+
+def test_table_theme_is_seaborns_theme():
+    """figures.style.THEME_RC is what seaborn's whitegrid/paper theme sets in matplotlib (all
+    of it but seaborn's own colormap), so the seaborn-free sample tables look the same."""
+    code = """
+import matplotlib as mpl
+mpl.use("Agg")
+from matplotlib.colors import to_rgb
+defaults = dict(mpl.rcParams)
+from synth2real.figures.style import THEME_RC
+import seaborn as sns
+sns.set_theme(style="whitegrid", context="paper")
+seaborn = {k: v for k, v in mpl.rcParams.items() if v != defaults[k] and k != "image.cmap"}
+def norm(k, v):
+    if k == "axes.prop_cycle":
+        return [to_rgb(c) for c in v.by_key()["color"]]
+    return getattr(v, "value", v) if not isinstance(v, (bool, int, float, str)) else v
+assert set(seaborn) == set(THEME_RC), set(seaborn) ^ set(THEME_RC)
+bad = [k for k in seaborn if norm(k, seaborn[k]) != norm(k, THEME_RC[k])]
+assert not bad, bad
+print("same")
+"""
+    lib = Path(__file__).resolve().parents[1] / "workflow" / "lib"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(lib)}
+    )
+    assert proc.stdout.strip() == "same", proc.stderr[-2000:]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -19,23 +18,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from synth2real.figures.style import save_figure  # noqa: E402
 from synth2real.grid import REAL  # noqa: E402
-from synth2real.io import atomic_output, write_csv_atomic  # noqa: E402
 
+# The house theme; figures.style.THEME_RC is its matplotlib-only copy (the sample tables').
 sns.set_theme(style="whitegrid", context="paper")
-
-
-def save_figure(fig: plt.Figure, points: pd.DataFrame, stem: str | os.PathLike[str]) -> None:
-    """Write PNG, PDF (each via temp + rename) and the CSV sidecar of plotted points."""
-    # Not Path.with_suffix: dataset ids such as "ddpm-cfg7.5-classname" contain dots.
-    stem = str(stem)
-    Path(stem).parent.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "pdf"):
-        metadata = {"CreationDate": None} if ext == "pdf" else None
-        with atomic_output(f"{stem}.{ext}") as fh:
-            fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight", metadata=metadata)
-    plt.close(fig)
-    write_csv_atomic(points, f"{stem}.csv")
 
 
 def _label(dataset: str, names: Mapping[str, str]) -> str:

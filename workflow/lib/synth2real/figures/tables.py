@@ -19,8 +19,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from synth2real.figures.plots import save_figure  # noqa: E402
+from synth2real.figures.style import save_figure, use_theme  # noqa: E402
 from synth2real.grid import REAL  # noqa: E402
+
+use_theme()
 
 
 def sample_grid(
