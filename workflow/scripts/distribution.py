@@ -2,8 +2,7 @@
 
 import script_setup
 
-log = script_setup.init(snakemake)
-script_setup.torch_threads(snakemake)
+log = script_setup.init(snakemake)  # NumPy alone: the engine's CPU backend needs no torch
 
 import pandas as pd  # noqa: E402
 
