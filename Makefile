@@ -11,7 +11,7 @@ SNAKEMAKE := $(BIN)/snakemake
 # snakefmt formats shell: blocks with shfmt, which the venv provides.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test lint format dry-run-paper clean-demo
+.PHONY: setup demo test lint format dry-run-paper clean-demo gpu-check
 
 setup: $(STAMP)
 
@@ -46,6 +46,11 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/snakefmt .
+
+# One-shot GPU check (tools/gpu_check.py): throughput of generation, training and PRDC, and
+# a real CUDA OOM survived. SMOKE=1 runs it on the CPU at toy sizes (what the tests run).
+gpu-check: setup
+	$(BIN)/python tools/gpu_check.py $(if $(SMOKE),--smoke)
 
 dry-run-paper: setup
 	$(SNAKEMAKE) -n --configfile config/config.yaml

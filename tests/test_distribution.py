@@ -94,13 +94,13 @@ def test_exact_pass_and_fallback_are_exercised(monkeypatch):
     the exact float64 pass and whole-row fallbacks, and the answer must not move."""
     real, fake = gaussian(300, 280, 24, seed=9)
     expected = reference(real, fake, 5)
-    engine = _Engine(real, fake, 5, "euclidean", 64, distribution._pick_device("cpu"))
+    engine = _Engine(real, fake, 5, "euclidean", 64, "cpu")
     assert engine.run() == expected
     normal_pairs = engine.stats["exact_pairs"]
     assert normal_pairs > 0
 
     monkeypatch.setattr(distribution, "_EXTRA", 0)
-    wide = _Engine(real, fake, 5, "euclidean", 64, distribution._pick_device("cpu"))
+    wide = _Engine(real, fake, 5, "euclidean", 64, "cpu")
     wide.c32 *= 1000
     assert wide.run() == expected
     assert wide.stats["exact_pairs"] > 5 * normal_pairs
@@ -138,10 +138,10 @@ def test_cosine_equals_brute_force(n_real, n_fake, dim, k):
 
 def test_memory_is_blocks_not_a_full_matrix():
     real, fake = gaussian(700, 650, 16, seed=10)
-    engine = _Engine(real, fake, 5, "euclidean", 64, distribution._pick_device("cpu"))
+    engine = _Engine(real, fake, 5, "euclidean", 64, "cpu")
     assert engine.run() == reference(real, fake, 5)
     # the only N-by-N-sized object would be the block buffer: it holds one padded block
-    assert engine._local.buf.numel() <= (64 + 16) * 64
+    assert engine._local.buf.size <= (64 + 16) * 64
 
 
 def test_inputs_are_validated_and_exposed_lazily():
@@ -193,14 +193,15 @@ def test_bench_script_runs_tiny_and_reports_equal_values(tmp_path):
 
 @pytest.mark.parametrize("distance", ["euclidean", "cosine"])
 def test_torch_path_used_on_cuda_equals_numpy_path(distance):
-    """On CUDA the engine uses torch GEMMs and torch threshold scans instead of NumPy's BLAS,
-    syrk and flatnonzero. Run that path on CPU: it must give the same four values."""
+    """On CUDA the engine runs on torch tensors (torch GEMMs, topk, threshold scans) instead
+    of NumPy (BLAS, syrk, argpartition, flatnonzero). Run that backend on the CPU: it must give
+    the same four values."""
     real, fake = gaussian(310, 270, 40, seed=11)
     ground = compute_prdc(real, fake, 5, distance=distance, chunk_size=64, workers=1)
     if distance == "euclidean":
         assert ground == reference(real, fake, 5)
-    engine = _Engine(real, fake, 5, distance, 64, distribution._pick_device("cpu"))
-    engine._use_numpy_gemm = False
+    engine = _Engine(real, fake, 5, distance, 64, "cpu", backend="torch")
+    assert not engine.xp.host
     assert engine.run() == ground
 
 

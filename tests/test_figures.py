@@ -1,6 +1,8 @@
 """Every paper figure from a fixture results table: sidecars hold exactly the plotted points."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +14,7 @@ from conftest import make_class_images, write_split
 from synth2real import catalog
 from synth2real.figures import paper as pf
 from synth2real.figures import plots
-from synth2real.figures.plots import class_grid, pick_samples, results_markdown, table_classes
+from synth2real.figures.tables import class_grid, pick_samples, results_markdown, table_classes
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = {
@@ -484,7 +486,7 @@ def test_caption_samples_are_the_first_captions_of_the_table_classes():
 # --- sample figures at paper scale: they read only the rows they draw
 MEMORY_PROBE = """
 import sys
-from synth2real.figures.plots import sample_grid_of_shards, sample_table_of_shards
+from synth2real.figures.tables import sample_grid_of_shards, sample_table_of_shards
 from synth2real.shards import load_split
 
 shards, out, mode = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
@@ -546,3 +548,31 @@ def test_sample_figures_memory_does_not_grow_with_split_size(tmp_path):
     assert set(grid["index"]) == {200 * c + k for c in table_classes(20, 8) for k in range(4)}
     table = pd.read_csv(tmp_path / "table.csv")
     assert table["class"].nunique() == 8 and len(table) == 2 * 8
+
+
+def test_table_theme_is_seaborns_theme():
+    """figures.style.THEME_RC is what seaborn's whitegrid/paper theme sets in matplotlib (all
+    of it but seaborn's own colormap), so the seaborn-free sample tables look the same."""
+    code = """
+import matplotlib as mpl
+mpl.use("Agg")
+from matplotlib.colors import to_rgb
+defaults = dict(mpl.rcParams)
+from synth2real.figures.style import THEME_RC
+import seaborn as sns
+sns.set_theme(style="whitegrid", context="paper")
+seaborn = {k: v for k, v in mpl.rcParams.items() if v != defaults[k] and k != "image.cmap"}
+def norm(k, v):
+    if k == "axes.prop_cycle":
+        return [to_rgb(c) for c in v.by_key()["color"]]
+    return getattr(v, "value", v) if not isinstance(v, (bool, int, float, str)) else v
+assert set(seaborn) == set(THEME_RC), set(seaborn) ^ set(THEME_RC)
+bad = [k for k in seaborn if norm(k, seaborn[k]) != norm(k, THEME_RC[k])]
+assert not bad, bad
+print("same")
+"""
+    lib = Path(__file__).resolve().parents[1] / "workflow" / "lib"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(lib)}
+    )
+    assert proc.stdout.strip() == "same", proc.stderr[-2000:]

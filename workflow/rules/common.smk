@@ -104,31 +104,51 @@ def get_eval_tables(wildcards=None):
     return [eval_path(e) for e in GRID.evaluations()]
 
 
-def eval_test_sets(wildcards):
-    """The test sets one evaluation job scores its model on. A model is scored on real by
-    rule evaluate; a real-trained one also on each generator's synthetic test sets, by rule
-    evaluate_real_model, one job per (model, generator): one job per model over all 28
-    would make one generator's page need every generator's test split."""
-    if "generator" in wildcards.keys():
-        return synth_of(wildcards.generator)
-    return [REAL]
+# --- evaluation: one job scores many models, each on its own test sets. A job's start-up
+# (Python, torch, the Snakemake object) outweighs scoring a model on a test split, so rule
+# evaluate is one job per training dataset (its every model on the real test split: the real
+# baseline, Synth->Real) and rule evaluate_real_model one job per generator (every real model
+# on that generator's synthetic test splits, Real->Synth). Not one job per real model over all
+# generators: that would make one generator's page need every generator's test split.
+# Outputs are named <probe>/<arch>/<tag>, inputs model:<probe>/<arch> and test:<probe>/<tag>
+# (tag: the test dataset, or the prompt type for a generator's datasets); scripts/evaluate.py.
+def eval_slots(tags):
+    """(output key, probe, arch, tag) of every model of one training set on each tag."""
+    return [
+        (f"{probe}/{arch}/{tag}", probe, arch, tag)
+        for probe, spec in GRID.probes.items()
+        for arch in spec["archs"]
+        for tag in tags
+    ]
 
 
-def real_model_eval_outputs():
-    """evaluate_real_model's outputs: the real model's CSV on each of one generator's
-    synthetic test sets (wildcards dataset=real, probe, arch, generator)."""
-    return [P.eval_csv(test_dataset=f"{{generator}}-{p}") for p in GRID.prompt_types]
+def eval_outputs(per_generator=False):
+    """Named outputs of an evaluation job (wildcard ``dataset``): on the real test split,
+    or (``per_generator``, wildcard ``generator``) on each of a generator's test splits.
+    """
+    if not per_generator:
+        return {
+            k: P.eval_csv(probe=p, arch=a, test_dataset=REAL)
+            for k, p, a, _ in eval_slots([REAL])
+        }
+    return {
+        key: P.eval_csv(probe=probe, arch=arch, test_dataset=f"{{generator}}-{tag}")
+        for key, probe, arch, tag in eval_slots(GRID.prompt_types)
+    }
 
 
 def get_eval_inputs(wildcards):
-    """The model and, named by test set, each test split it is scored on."""
-    return {
-        "model": model_path(wildcards),
-        **{
-            t: probe_shards(t, wildcards.probe, "test")
-            for t in eval_test_sets(wildcards)
-        },
-    }
+    """Each model of the job by ``model:<probe>/<arch>``, each test split it is scored on by
+    ``test:<probe>/<tag>``."""
+    if "generator" in wildcards.keys():
+        tests = {p: f"{wildcards.generator}-{p}" for p in GRID.prompt_types}
+    else:
+        tests = {REAL: REAL}
+    inputs = {}
+    for _, probe, arch, tag in eval_slots(tests):
+        inputs[f"model:{probe}/{arch}"] = P.model(wildcards.dataset, probe, arch)
+        inputs[f"test:{probe}/{tag}"] = probe_shards(tests[tag], probe, "test")
+    return inputs
 
 
 def get_feature_model(wildcards=None):

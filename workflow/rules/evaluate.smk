@@ -1,11 +1,12 @@
 rule evaluate:
-    """Top-1/top-5/per-class accuracy of one trained model on the real test split."""
+    """Top-1/top-5/per-class accuracy of every model trained on one dataset, on the real test
+    split (one job per dataset: see eval_slots in common.smk)."""
     input:
         unpack(get_eval_inputs),
     output:
-        P.eval_csv(test_dataset=REAL),
+        **eval_outputs(),
     log:
-        P.log("evaluate/{dataset}/{probe}/{arch}"),
+        P.log("evaluate/{dataset}"),
     conda:
         "../../envs/torch.yaml"
     threads: threads_for("evaluate")
@@ -16,12 +17,11 @@ rule evaluate:
 
 
 use rule evaluate as evaluate_real_model with:
-    # Real->Synth: a real-trained model on every synthetic test split of one generator (one
-    # CSV each, one job: a job's start-up, Python, torch and the model, outweighs a split).
+    # Real->Synth: every real-trained model on each synthetic test split of one generator.
     output:
-        real_model_eval_outputs(),
+        **eval_outputs(per_generator=True),
     log:
-        P.log("evaluate/{dataset}/{probe}/{arch}/{generator}"),
+        P.log("evaluate/{dataset}/{generator}"),
     wildcard_constraints:
         dataset=REAL,
 

@@ -7,7 +7,7 @@ log = script_setup.init(snakemake)
 import pyarrow.parquet as pq  # noqa: E402
 
 from synth2real.figures.examples import caption_samples, caption_samples_markdown  # noqa: E402
-from synth2real.figures.plots import table_classes  # noqa: E402
+from synth2real.figures.tables import table_classes  # noqa: E402
 from synth2real.io import atomic_write_bytes  # noqa: E402
 from synth2real.prompts.plan import class_table  # noqa: E402
 

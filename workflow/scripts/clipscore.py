@@ -24,5 +24,5 @@ row = {
     "n": len(scores),
     "frac_over_77_tokens": caption_overflow_fraction(bundle.tokenizer, texts),
 }
-write_csv_atomic(pd.DataFrame([row]), snakemake.output[0])
+write_csv_atomic(pd.DataFrame([row]), snakemake.output[0], float32=True)
 log.info("%s", row)

@@ -2,8 +2,7 @@
 
 import script_setup
 
-log = script_setup.init(snakemake)
-script_setup.torch_threads(snakemake)
+log = script_setup.init(snakemake)  # NumPy alone: the engine's CPU backend needs no torch
 
 import pandas as pd  # noqa: E402
 
@@ -18,10 +17,10 @@ real, real_labels = load_features(snakemake.input.real)
 fake, fake_labels = load_features(snakemake.input.fake)
 values = compute_prdc(real, fake, nearest_k=k, distance=distance, workers=snakemake.threads)
 row = {"dataset": snakemake.wildcards.synth, **{k_: float(v) for k_, v in values.items()}}
-write_csv_atomic(pd.DataFrame([row]), snakemake.output.summary)
+write_csv_atomic(pd.DataFrame([row]), snakemake.output.summary, float32=True)
 per_class = pd.DataFrame(
     per_class_prdc(real, real_labels, fake, fake_labels, nearest_k=k, distance=distance)
 )
 per_class.insert(0, "dataset", snakemake.wildcards.synth)
-write_csv_atomic(per_class, snakemake.output.per_class)
+write_csv_atomic(per_class, snakemake.output.per_class, float32=True)
 log.info("%s", row)

@@ -8,5 +8,5 @@ from synth2real.figures.paper import ipc_table  # noqa: E402
 from synth2real.io import write_csv_atomic  # noqa: E402
 
 table = ipc_table(snakemake.params.entries)
-write_csv_atomic(table, snakemake.output[0])
+write_csv_atomic(table, snakemake.output[0], float32=True)
 log.info("%d rows", len(table))

@@ -43,7 +43,7 @@ tables = pf.FigureTables(
 out = snakemake.output
 points = pf.draw_all(tables, Path(out.accuracy_png).parent, highlight=gen, names=p.names)
 rows = pf.generator_rows(tables.results, gen)
-write_csv_atomic(rows, out.results)
+write_csv_atomic(rows, out.results, float32=True)
 pf.write_page(
     out.page,
     gen,

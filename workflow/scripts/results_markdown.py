@@ -5,7 +5,7 @@ import script_setup
 log = script_setup.init(snakemake)
 
 from synth2real.figures import paper as pf  # noqa: E402
-from synth2real.figures.plots import results_markdown  # noqa: E402
+from synth2real.figures.tables import results_markdown  # noqa: E402
 from synth2real.io import atomic_write_bytes  # noqa: E402
 
 p = snakemake.params

@@ -4,7 +4,7 @@ import script_setup
 
 log = script_setup.init(snakemake)
 
-from synth2real.figures.plots import sample_grid_of_shards  # noqa: E402
+from synth2real.figures.tables import sample_grid_of_shards  # noqa: E402
 from synth2real.prompts.plan import class_table  # noqa: E402
 
 cfg = snakemake.params.config

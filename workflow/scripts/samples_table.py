@@ -5,7 +5,7 @@ import script_setup
 log = script_setup.init(snakemake)
 
 from synth2real.figures.paper import table_rows  # noqa: E402
-from synth2real.figures.plots import sample_table_of_shards  # noqa: E402
+from synth2real.figures.tables import sample_table_of_shards  # noqa: E402
 from synth2real.prompts.plan import class_table  # noqa: E402
 
 cfg = snakemake.params.config

@@ -18,5 +18,5 @@ slopes = pd.DataFrame(
     [{"dataset": d, "alpha": fit_power_law(f, a, band)} for d, (f, a) in spectra.items()]
 )
 slopes["alpha_minus_real"] = slopes.alpha - float(slopes.set_index("dataset").alpha["real"])
-write_csv_atomic(slopes, snakemake.output.slopes)
+write_csv_atomic(slopes, snakemake.output.slopes, float32=True)
 log.info("%s", slopes.to_string(index=False))

@@ -89,12 +89,35 @@ def write_table_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike[str], **options: Any) -> Path:
+def write_csv_atomic(
+    frame: pd.DataFrame, path: str | os.PathLike[str], float32: bool = False, **options: Any
+) -> Path:
     """Write ``frame`` as CSV without its index, whole or not at all.
 
-    ``options`` go to ``DataFrame.to_csv`` (e.g. ``sep="\\t"``, ``float_format``).
+    ``float32``: a table of metrics; its float columns are written at float32 precision
+    (:func:`float32_decimal`). ``options`` go to ``DataFrame.to_csv`` (e.g. ``sep="\\t"``).
     """
+    if float32:
+        frame = frame.copy()
+        for column in frame.columns:
+            if frame[column].dtype.kind == "f":
+                frame[column] = frame[column].map(float32_decimal)
     return atomic_write_bytes(path, frame.to_csv(index=False, **options).encode())
+
+
+def float32_decimal(value: float) -> float:
+    """``value`` at float32 precision: the shortest decimal that reads back as the same
+    float32, as a Python float (which prints as that decimal: ``0.944``, not
+    ``0.9440000057220459``; NaN and infinities pass through).
+
+    The one precision rule of the metric tables (``summary.csv``, ``distribution.csv``,
+    ``tables/``): every value in them is a float32 quantity or carries less, such as an
+    accuracy computed in float32 or a share of at most millions of images, so seven or so
+    significant digits are all it has. Read back, a value equals the original as a float32.
+    """
+    import numpy as np
+
+    return float(str(np.float32(value)))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

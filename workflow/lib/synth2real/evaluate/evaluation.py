@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from synth2real.grid import REAL
-from synth2real.io import write_csv_atomic
+from synth2real.io import float32_decimal, write_csv_atomic
 
 #: The summary's columns, in order: an interface other tools read.
 SUMMARY_COLUMNS = ["train_dataset", "probe", "arch", "test_dataset", "top1"]
@@ -40,9 +40,11 @@ def evaluate_to_csv(
         "top5": result["top5"],
         "loss": result["loss"],
         "n": result["n"],
-        "per_class": json.dumps(result["per_class"], sort_keys=True),
+        "per_class": json.dumps(
+            {c: float32_decimal(v) for c, v in result["per_class"].items()}, sort_keys=True
+        ),
     }
-    write_csv_atomic(pd.DataFrame([row]), out)
+    write_csv_atomic(pd.DataFrame([row]), out, float32=True)
     return row
 
 

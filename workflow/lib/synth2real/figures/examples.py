@@ -206,7 +206,7 @@ def caption_samples(
 
 def caption_samples_markdown(samples: pd.DataFrame, models: Sequence[str]) -> str:
     """Table 3 as a Markdown document."""
-    from synth2real.figures.plots import markdown_table
+    from synth2real.figures.tables import markdown_table
 
     by = f" (captioned by {', '.join(models)})" if models else ""
     head = (

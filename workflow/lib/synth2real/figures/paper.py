@@ -17,7 +17,6 @@ import pandas as pd
 
 from synth2real import catalog
 from synth2real.evaluate.evaluation import DISTRIBUTION_COLUMNS, summarize
-from synth2real.figures import plots as figures
 from synth2real.grid import REAL
 
 IPC_COLUMNS = ["dataset", "generator", "variant", "ipc", "arch", "top1"]
@@ -114,6 +113,8 @@ def draw_all(
 
     Returns each figure's plotted points (also written as ``<name>.csv``).
     """
+    from synth2real.figures import plots as figures  # seaborn: not for the table jobs
+
     outdir = Path(outdir)
     names = list(names if names is not None else (f.name for f in catalog.table_figures()))
     display = {g: s.get("display_name", g) for g, s in t.registry.items()}
@@ -251,7 +252,7 @@ def write_page(
     ``context`` names the other generators whose results were on disk (drawn grey); saying
     which makes a page built before the others finished readable for what it is.
     """
-    from synth2real.figures.plots import results_markdown
+    from synth2real.figures.tables import results_markdown
     from synth2real.io import atomic_output
 
     spec = t.registry.get(generator, {})

@@ -25,6 +25,11 @@ checked in float64; blocks run on parallel threads, each with single-threaded BL
 pair whose distance ties a threshold at float64 resolution (not float32: those ties are
 reproduced) could differ from prdc, because prdc's own value there depends on its BLAS's
 summation order.
+
+Two array backends run the same engine (:class:`_NumpyOps`, :class:`_TorchOps`): on the CPU
+(the default, what the distribution jobs use) it is NumPy alone, so a job that computes
+density and coverage never imports torch (2 CPU-seconds of its start-up); ``device="cuda"``
+runs it on a GPU through torch. Both give the same four values (tests/test_distribution.py).
 """
 
 from __future__ import annotations
@@ -36,10 +41,9 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 from threadpoolctl import threadpool_limits
 
 __all__ = ["compute_prdc", "default_chunk_size", "per_class_prdc"]
@@ -54,11 +58,12 @@ _EXTRA = 3
 _EXACT_BATCH = 16384
 _METRICS = ("euclidean", "cosine")
 
+Array = Any  # a NumPy array or a torch tensor, by backend
 
-def default_chunk_size(device: torch.device | str | None = None) -> int:
+
+def default_chunk_size(device: Any = None) -> int:
     """Block edge that keeps a CPU block (16 MiB) in L3 cache, or feeds a GPU well."""
-    dev = torch.device(device) if device is not None else _pick_device(None)
-    return 8192 if dev.type == "cuda" else 2048
+    return 8192 if _is_cuda(device) else 2048
 
 
 def compute_prdc(
@@ -67,7 +72,7 @@ def compute_prdc(
     nearest_k: int = 5,
     distance: str = "euclidean",
     chunk_size: int | None = None,
-    device: torch.device | str | None = None,
+    device: Any = None,
     workers: int | None = None,
 ) -> dict[str, float]:
     """Precision, recall, density and coverage of ``fake`` w.r.t. ``real`` (Naeem et al. 2020).
@@ -77,8 +82,9 @@ def compute_prdc(
     an N x N matrix. ``distance="cosine"`` uses ``1 - cos(x, y)`` computed in float64 (as
     ``sklearn.metrics.pairwise_distances(metric="cosine")`` does on float64 input) with the same
     formulas. ``chunk_size`` is the block edge (memory ~ workers * chunk_size^2 * 4 bytes);
-    ``device`` defaults to CUDA when available; ``workers`` (CPU only) is the number of blocks
-    processed in parallel, by default the number of CPUs this process may use.
+    ``device`` is ``None``/``"cpu"`` (NumPy) or a torch device such as ``"cuda"``;
+    ``workers`` (CPU only) is the number of blocks processed in parallel, by default the number
+    of CPUs this process may use.
     """
     if distance not in _METRICS:
         raise ValueError(f"distance must be one of {_METRICS}, got {distance!r}")
@@ -92,14 +98,13 @@ def compute_prdc(
     for name, arr in (("real_features", real), ("fake_features", fake)):
         if arr.shape[0] < k + 1:
             raise ValueError(f"{name} needs more than nearest_k={k} rows, got {arr.shape[0]}")
-    dev = _pick_device(device)
-    chunk = int(chunk_size) if chunk_size is not None else default_chunk_size(dev)
+    chunk = int(chunk_size) if chunk_size is not None else default_chunk_size(device)
     chunk = max(chunk, 2 * (k + _EXTRA) + 2, 2 * _TILE)
-    with _ieee_float32_matmul(), _single_threaded_kernels(dev), torch.no_grad():
-        if workers is None:
-            workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        nw = max(1, int(workers)) if dev.type == "cpu" else 1
-        engine = _Engine(real, fake, k, distance, chunk, dev, nw)
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    nw = 1 if _is_cuda(device) else max(1, int(workers))
+    with _backend(device).kernels():
+        engine = _Engine(real, fake, k, distance, chunk, device, nw)
         try:
             return engine.run()
         finally:
@@ -142,9 +147,13 @@ def per_class_prdc(
 # set-up helpers
 
 
-def _as_features(x: np.ndarray, name: str) -> np.ndarray:
+def _is_cuda(device: Any) -> bool:
+    return device is not None and str(device).startswith("cuda")
+
+
+def _as_features(x: Any, name: str) -> np.ndarray:
     """A 2-D float32/float64 array, converted the way sklearn's ``check_pairwise_arrays`` does."""
-    if isinstance(x, torch.Tensor):
+    if type(x).__module__.startswith("torch"):  # a tensor, without importing torch here
         x = x.detach().cpu().numpy()
     arr = np.asarray(x)
     if arr.ndim != 2:
@@ -157,44 +166,222 @@ def _as_features(x: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def _pick_device(device: torch.device | str | None) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+class _NumpyOps:
+    """The engine's array operations on host arrays (NumPy; the CPU backend).
 
-
-@contextlib.contextmanager
-def _ieee_float32_matmul() -> Iterator[None]:
-    """Force true float32 GEMMs (no TF32/bf16 shortcuts): the error bounds assume them."""
-    old_precision = torch.get_float32_matmul_precision()
-    old_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old_tf32
-        torch.set_float32_matmul_precision(old_precision)
-
-
-@contextlib.contextmanager
-def _single_threaded_kernels(device: torch.device) -> Iterator[None]:
-    """One thread per BLAS call and per torch op; the engine runs blocks in parallel instead.
-
-    Per-block work is small and cache-resident: OpenMP/BLAS fan-out inside each op gains
-    little and, on a shared machine, costs whole scheduler slices per op (measured 3x slower
-    overall). Independent blocks on independent threads never wait for each other.
+    Arithmetic, comparisons and indexing are written as operators in the engine, which both
+    backends share; what differs in name or semantics between NumPy and torch lives here.
     """
-    if device.type != "cpu":
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
-    finally:
-        torch.set_num_threads(old)
+
+    f32, f64, i64, boolean = np.float32, np.float64, np.int64, np.bool_
+    host = True
+
+    def kernels(self) -> contextlib.AbstractContextManager[None]:
+        """One thread per BLAS call: the engine runs blocks in parallel instead.
+
+        Per-block work is small and cache-resident: BLAS fan-out inside each op gains little
+        and, on a shared machine, costs whole scheduler slices per op (measured 3x slower
+        overall). Independent blocks on independent threads never wait for each other.
+        """
+        return threadpool_limits(limits=1, user_api="blas")
+
+    def full(self, shape: Any, value: float, dtype: Any) -> Array:
+        return np.full(shape, value, dtype=dtype)
+
+    def empty(self, size: int, dtype: Any) -> Array:
+        return np.empty(size, dtype=dtype)
+
+    def from_host(self, a: np.ndarray) -> Array:
+        return a
+
+    def to_host(self, x: Array) -> np.ndarray:
+        return x
+
+    def cast(self, x: Array, dtype: Any) -> Array:
+        return x.astype(dtype)
+
+    def copy(self, x: Array) -> Array:
+        return x.copy()
+
+    def arange(self, n: int) -> Array:
+        return np.arange(n)
+
+    def smallest(self, m: Array, k: int) -> tuple[Array, Array]:
+        """Each row's ``k`` smallest values, ascending, and their column indices."""
+        if k <= 0:
+            return m[:, :0].copy(), np.zeros((m.shape[0], 0), dtype=np.int64)
+        idx = np.argpartition(m, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(m, idx, 1)
+        order = np.argsort(vals, axis=1, kind="stable")
+        return np.take_along_axis(vals, order, 1), np.take_along_axis(idx, order, 1)
+
+    def sort_rows(self, m: Array) -> Array:
+        return np.sort(m, axis=1)
+
+    def gather(self, m: Array, idx: Array) -> Array:
+        """``m[i, idx[i, j]]`` for every row ``i``."""
+        return np.take_along_axis(m, idx, 1)
+
+    def nonzero(self, mask: Array) -> tuple[Array, ...]:
+        return np.nonzero(mask)
+
+    def argsort_stable(self, x: Array) -> Array:
+        return np.argsort(x, kind="stable")
+
+    def runs(self, sorted_x: Array) -> tuple[Array, Array]:
+        """The distinct values of a sorted 1-D array and how often each occurs."""
+        return np.unique(sorted_x, return_counts=True)
+
+    def repeat(self, x: Array, counts: Array) -> Array:
+        return np.repeat(x, counts)
+
+    def cumsum(self, x: Array) -> Array:
+        return np.cumsum(x)
+
+    def clamp(self, x: Array, lo: float | None = None, hi: float | None = None) -> Array:
+        return np.clip(x, lo, hi)
+
+    def where(self, cond: Array, a: Any, b: Array) -> Array:
+        return np.where(cond, a, b)
+
+    def next_up(self, f: Array) -> Array:
+        """The next float32 above each float32 value."""
+        return np.nextafter(f, np.float32(np.inf))
+
+    def cat(self, parts: list[Array]) -> Array:
+        return np.concatenate(parts)
+
+    def bincount(self, x: Array, n: int) -> Array:
+        return np.bincount(x, minlength=n)
+
+    def fill_diagonal(self, m: Array, value: float) -> None:
+        np.fill_diagonal(m, value)
+
+    def mm(self, a: Array, b: Array, out: Array) -> None:
+        """``out = a @ b.T``."""
+        np.matmul(a, b.T, out=out)
+
+    def mul(self, a: Array, value: float, out: Array | None) -> Array:
+        return np.multiply(a, value, out=out)
+
+
+class _TorchOps(_NumpyOps):
+    """The same operations as torch tensors on ``device`` (the GPU backend)."""
+
+    host = False
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.torch = torch
+        self.dev = torch.device(device)
+        self.f32, self.f64, self.i64, self.boolean = (
+            torch.float32,
+            torch.float64,
+            torch.long,
+            torch.bool,
+        )
+
+    @contextlib.contextmanager
+    def kernels(self) -> Iterator[None]:
+        """True float32 GEMMs (no TF32/bf16 shortcuts: the error bounds assume them), no
+        autograd, and on the CPU one thread per op (see :meth:`_NumpyOps.kernels`)."""
+        torch = self.torch
+        old_precision = torch.get_float32_matmul_precision()
+        old_tf32 = torch.backends.cuda.matmul.allow_tf32
+        old_threads = torch.get_num_threads()
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        cpu = self.dev.type == "cpu"
+        if cpu:
+            torch.set_num_threads(1)
+        try:
+            with torch.no_grad(), super().kernels() if cpu else contextlib.nullcontext():
+                yield
+        finally:
+            torch.set_num_threads(old_threads)
+            torch.backends.cuda.matmul.allow_tf32 = old_tf32
+            torch.set_float32_matmul_precision(old_precision)
+
+    def full(self, shape: Any, value: float, dtype: Any) -> Array:
+        return self.torch.full(shape, value, dtype=dtype, device=self.dev)
+
+    def empty(self, size: int, dtype: Any) -> Array:
+        return self.torch.empty(size, dtype=dtype, device=self.dev)
+
+    def from_host(self, a: np.ndarray) -> Array:
+        return self.torch.from_numpy(a).to(self.dev)
+
+    def to_host(self, x: Array) -> np.ndarray:
+        return x.cpu().numpy()
+
+    def cast(self, x: Array, dtype: Any) -> Array:
+        return x.to(dtype)
+
+    def copy(self, x: Array) -> Array:
+        return x.clone()
+
+    def arange(self, n: int) -> Array:
+        return self.torch.arange(n, device=self.dev)
+
+    def smallest(self, m: Array, k: int) -> tuple[Array, Array]:
+        top = m.topk(k, dim=1, largest=False, sorted=True)
+        return top.values, top.indices
+
+    def sort_rows(self, m: Array) -> Array:
+        return m.sort(dim=1).values
+
+    def gather(self, m: Array, idx: Array) -> Array:
+        return m.gather(1, idx)
+
+    def nonzero(self, mask: Array) -> tuple[Array, ...]:
+        return mask.nonzero(as_tuple=True)
+
+    def argsort_stable(self, x: Array) -> Array:
+        return self.torch.argsort(x, stable=True)
+
+    def runs(self, sorted_x: Array) -> tuple[Array, Array]:
+        return self.torch.unique_consecutive(sorted_x, return_counts=True)
+
+    def repeat(self, x: Array, counts: Array) -> Array:
+        return self.torch.repeat_interleave(x, counts)
+
+    def cumsum(self, x: Array) -> Array:
+        return self.torch.cumsum(x, 0)
+
+    def clamp(self, x: Array, lo: float | None = None, hi: float | None = None) -> Array:
+        return x.clamp(min=lo, max=hi)
+
+    def where(self, cond: Array, a: Any, b: Array) -> Array:
+        return self.torch.where(cond, a, b)
+
+    def next_up(self, f: Array) -> Array:
+        return self.torch.nextafter(f, self.torch.full_like(f, math.inf))
+
+    def cat(self, parts: list[Array]) -> Array:
+        return self.torch.cat(parts)
+
+    def bincount(self, x: Array, n: int) -> Array:
+        return self.torch.bincount(x, minlength=n)
+
+    def fill_diagonal(self, m: Array, value: float) -> None:
+        m.fill_diagonal_(value)
+
+    def mm(self, a: Array, b: Array, out: Array) -> None:
+        self.torch.mm(a, b.T, out=out)
+
+    def mul(self, a: Array, value: float, out: Array | None) -> Array:
+        return self.torch.mul(a, value, out=out)
+
+
+def _backend(device: Any, backend: str | None = None) -> _NumpyOps:
+    """NumPy for the CPU (``None``/``"cpu"``), torch for any other device; ``backend``
+    (``"numpy"``/``"torch"``) overrides (tests run the torch backend on the CPU)."""
+    if backend is None:
+        backend = "numpy" if device is None or str(device) == "cpu" else "torch"
+    if backend == "numpy":
+        return _NumpyOps()
+    return _TorchOps("cpu" if device is None else device)
 
 
 def _splits(n: int, chunk: int) -> list[tuple[int, int]]:
@@ -215,20 +402,21 @@ class _Side:
     For cosine, x~ is the unit vector and both norm slots hold 1, giving ``2 - 2 cos``.
     """
 
+    xp: _NumpyOps
     orig: np.ndarray  # (n, d) float32 or float64, as prdc/sklearn would see it
-    rows: torch.Tensor  # (n, dp) float32, device
-    fast_norm: torch.Tensor  # (n,) float64: |x~| (scaled units), for error bounds
-    orig_norm: torch.Tensor  # (n,) float64: |x| of the original features
-    sqnorm: torch.Tensor  # (n,) float64: sklearn's row_norms(x, squared=True)
+    rows: Array  # (n, dp) float32, on the backend's device
+    fast_norm: Array  # (n,) float64: |x~| (scaled units), for error bounds
+    orig_norm: Array  # (n,) float64: |x| of the original features
+    sqnorm: Array  # (n,) float64: sklearn's row_norms(x, squared=True)
 
     orig_norm_np: np.ndarray  # the same two, in host memory for the exact pass
     sqnorm_np: np.ndarray
 
-    def cols(self, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    def cols(self, start: int, stop: int, out: Array | None = None) -> Array:
         """Column form ``[-2 x~, 1, |x~|^2, 0...]`` of rows ``start:stop`` (exact: x -2)."""
         blk = self.rows[start:stop]
         d = self.orig.shape[1]
-        out = torch.mul(blk, -2.0, out=out)
+        out = self.xp.mul(blk, -2.0, out)
         out[:, d] = 1.0
         out[:, d + 1] = blk[:, d]
         return out
@@ -242,12 +430,11 @@ class _Side:
         return self.orig.dtype == np.float32
 
 
-def _make_side(x: np.ndarray, center: np.ndarray | None, cosine: bool) -> _Side:
+def _make_side(x: np.ndarray, center: np.ndarray | None, cosine: bool, xp: _NumpyOps) -> _Side:
     """One pass over ``x``: float32 fast rows (unscaled), norms for bounds and exact pass."""
     n, d = x.shape
     dp = d + 2 + (-(d + 2)) % 8  # pad to a multiple of 8 floats for the GEMM kernels
-    rows = torch.zeros((n, dp), dtype=torch.float32)
-    rows_np = rows.numpy()
+    rows = np.zeros((n, dp), dtype=np.float32)
     fast_norm = np.empty(n)
     orig_norm = np.empty(n)
     sqnorm = np.empty(n)
@@ -261,36 +448,29 @@ def _make_side(x: np.ndarray, center: np.ndarray | None, cosine: bool) -> _Side:
             blk /= norms[:, None]
         else:
             blk -= center
-        rows_np[a:b, :d] = blk
-        f64 = rows_np[a:b, :d].astype(np.float64)
+        rows[a:b, :d] = blk
+        f64 = rows[a:b, :d].astype(np.float64)
         fast_norm[a:b] = np.sqrt(np.einsum("ij,ij->i", f64, f64))
     if not np.isfinite(fast_norm).all():
         raise ValueError("features are too large for float32 (|x| > 3e38)")
-    return _Side(
-        orig=x,
-        rows=rows,
-        fast_norm=torch.from_numpy(fast_norm),
-        orig_norm=torch.from_numpy(orig_norm),
-        sqnorm=torch.from_numpy(sqnorm),
-        orig_norm_np=orig_norm,
-        sqnorm_np=sqnorm,
-    )
+    return _Side(xp, x, rows, fast_norm, orig_norm, sqnorm, orig_norm, sqnorm)
 
 
-def _finish_side(side: _Side, scale: float, cosine: bool, device: torch.device) -> None:
-    """Apply the power-of-two scale (exact in float32) and fill ``[x~, |x~|^2, 1, 0...]``."""
+def _finish_side(side: _Side, scale: float, cosine: bool) -> None:
+    """Apply the power-of-two scale (exact in float32), fill ``[x~, |x~|^2, 1, 0...]`` and
+    move the set to the backend's device."""
     d = side.orig.shape[1]
     rows = side.rows
     if scale != 1.0:
         rows[:, :d] *= scale
-        side.fast_norm *= scale
-    slot = torch.ones(side.n) if cosine else (side.fast_norm**2).float()
-    rows[:, d] = slot
+        side.fast_norm = side.fast_norm * scale
+    rows[:, d] = 1.0 if cosine else (side.fast_norm**2).astype(np.float32)
     rows[:, d + 1] = 1.0
-    side.rows = rows.to(device)
-    side.fast_norm = side.fast_norm.to(device)
-    side.orig_norm = side.orig_norm.to(device)
-    side.sqnorm = side.sqnorm.to(device)
+    xp = side.xp
+    side.rows = xp.from_host(rows)
+    side.fast_norm = xp.from_host(side.fast_norm)
+    side.orig_norm = xp.from_host(side.orig_norm_np)
+    side.sqnorm = xp.from_host(side.sqnorm_np)
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,13 +482,13 @@ class _CrossThresholds(NamedTuple):
     (and float32 copies rounded up), fake radii's window ``[lo_f, hi_f]`` (``hi_f32``: widened
     for float32 candidate search)."""
 
-    th_r: torch.Tensor
-    band_r: torch.Tensor
-    band_r32: torch.Tensor
-    th_r32: torch.Tensor
-    lo_f: torch.Tensor
-    hi_f: torch.Tensor
-    hi_f32: torch.Tensor
+    th_r: Array
+    band_r: Array
+    band_r32: Array
+    th_r32: Array
+    lo_f: Array
+    hi_f: Array
+    hi_f32: Array
 
 
 class _Engine:
@@ -319,15 +499,16 @@ class _Engine:
         k: int,
         metric: str,
         chunk: int,
-        device: torch.device,
+        device: Any = None,
         workers: int = 1,
+        backend: str | None = None,
     ) -> None:
         self.k = k
         self.workers = workers
         self._pool: ThreadPoolExecutor | None = None
         self.cosine = metric == "cosine"
         self.chunk = chunk
-        self.dev = device
+        self.xp = xp = _backend(device, backend)
         d = real.shape[1]
         # Distances are translation invariant: centring shrinks |x|, hence the float32 error
         # bound, which scales with (|x| + |y|)^2. A power-of-two scale (to |x~| <= 1) is exact
@@ -335,8 +516,8 @@ class _Engine:
         center = None if self.cosine else real.mean(axis=0, dtype=np.float64)
         self.real, self.fake = self._run(
             [
-                lambda: _make_side(real, center, self.cosine),
-                lambda: _make_side(fake, center, self.cosine),
+                lambda: _make_side(real, center, self.cosine, xp),
+                lambda: _make_side(fake, center, self.cosine, xp),
             ]
         )
         peak = max(float(self.real.fast_norm.max()), float(self.fake.fast_norm.max()))
@@ -348,8 +529,8 @@ class _Engine:
         # Points keep their given order for the neighbour search: each block is then a fair
         # sample of its set, so the thresholds from the diagonal blocks are already tight.
         # (Sorting by norm instead made high-norm blocks flag nearly every pair.)
-        _finish_side(self.real, scale, self.cosine, device)
-        _finish_side(self.fake, scale, self.cosine, device)
+        _finish_side(self.real, scale, self.cosine)
+        _finish_side(self.fake, scale, self.cosine)
         dp = self.real.rows.shape[1]
         self.rows_dim = dp
         # gamma_n for an n-term float32 dot product, with slack for the conversions, the
@@ -358,15 +539,14 @@ class _Engine:
         self.c32 = 1.05 * m * _U32 / (1.0 - m * _U32)
         self.c64 = 1.05 * (d + 8) * _U64
         self._local = threading.local()  # one block buffer per worker thread
-        self._use_numpy_gemm = device.type == "cpu"
         #: Work counters (for benchmarks and tests): pairs recomputed exactly, fallback rows.
         self.stats = {"exact_pairs": 0, "fallback_rows": 0}
         self._stats_lock = threading.Lock()
 
     # ---- primitives ----
 
-    def _scratch(self, name: str, rows: int, cols: int) -> torch.Tensor:
-        """A per-thread reusable (rows, cols) float32 tensor.
+    def _scratch(self, name: str, rows: int, cols: int) -> Array:
+        """A per-thread reusable (rows, cols) float32 array.
 
         Block-sized temporaries allocated afresh in every task fragment the heap across the
         worker threads' malloc arenas (measured: +0.4 GB RSS at 20k points); reusing one
@@ -374,99 +554,90 @@ class _Engine:
         """
         bufs = self._local.__dict__.setdefault("scratch", {})
         buf = bufs.get(name)
-        if buf is None or buf.numel() < rows * cols:
+        if buf is None or buf.shape[0] < rows * cols:
             size = max(rows * cols, (self.chunk + _TILE) * cols)
-            buf = bufs[name] = torch.empty(size, dtype=torch.float32, device=self.dev)
-        return buf[: rows * cols].view(rows, cols)
+            buf = bufs[name] = self.xp.empty(size, self.xp.f32)
+        return buf[: rows * cols].reshape(rows, cols)
 
-    def _gemm_out(self, r: int, c: int) -> torch.Tensor:
+    def _gemm_out(self, r: int, c: int) -> Array:
         """This thread's (r, c) block buffer."""
         buf = getattr(self._local, "buf", None)
-        if buf is None or buf.numel() < r * c:
+        if buf is None or buf.shape[0] < r * c:
             size = max(r * c, (self.chunk + _TILE) * self.chunk)
-            buf = self._local.buf = torch.empty(size, dtype=torch.float32, device=self.dev)
-        return buf[: r * c].view(r, c)
+            buf = self._local.buf = self.xp.empty(size, self.xp.f32)
+        return buf[: r * c].reshape(r, c)
 
-    def _gemm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """``a @ b.T`` into the block buffer (NumPy's BLAS on CPU: measurably faster here)."""
+    def _gemm(self, a: Array, b: Array) -> Array:
+        """``a @ b.T`` into the block buffer."""
         out = self._gemm_out(a.shape[0], b.shape[0])
-        if self._use_numpy_gemm:
-            np.matmul(a.numpy(), b.numpy().T, out=out.numpy())
-        else:
-            torch.mm(a, b.T, out=out)
+        self.xp.mm(a, b, out)
         return out
 
-    def _self_distances(self, s: _Side, a0: int, a1: int) -> torch.Tensor:
+    def _self_distances(self, s: _Side, a0: int, a1: int) -> Array:
         """Fast squared distances among rows ``a0:a1`` of one set, into the block buffer.
 
-        On CPU, ``X @ X.T`` of one array is a symmetric rank-k update (BLAS ``syrk``, half the
-        flops of a GEMM); ``-2 G + |x|^2 + |y|^2`` then costs three cheap passes. Each of
+        On the CPU, ``X @ X.T`` of one array is a symmetric rank-k update (BLAS ``syrk``, half
+        the flops of a GEMM); ``-2 G + |x|^2 + |y|^2`` then costs three cheap passes. Each of
         those roundings is bounded by ``u (|x| + |y|)^2``, inside the slack of ``c32``.
         """
-        if not self._use_numpy_gemm:
+        if not self.xp.host:
             return self._gemm(
                 s.rows[a0:a1], s.cols(a0, a1, self._scratch("cols", a1 - a0, self.rows_dim))
             )
         d = s.orig.shape[1]
-        x = s.rows[a0:a1, :d].numpy()
-        m = self._gemm_out(a1 - a0, a1 - a0)
-        out = m.numpy()
+        x = s.rows[a0:a1, :d]
+        out = self._gemm_out(a1 - a0, a1 - a0)
         np.matmul(x, x.T, out=out)  # NumPy sees the transposed pair and calls syrk
-        sq = s.rows[a0:a1, d].numpy()
+        sq = s.rows[a0:a1, d]
         out *= -2.0
         out += sq[:, None]
         out += sq[None, :]
-        return m
+        return out
 
     def _below(
         self,
-        m: torch.Tensor,
-        row_thr: torch.Tensor | None = None,
-        col_thr: torch.Tensor | None = None,
-        row_offset: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        m: Array,
+        row_thr: Array | None = None,
+        col_thr: Array | None = None,
+        row_offset: Array | None = None,
+    ) -> tuple[Array, Array]:
         """Positions ``(r, c)`` where ``m[r, c] (+ row_offset[r]) < thr`` per row or column.
 
         One comparison pass and one scan of the mask: a block's hits are a fraction of a
-        percent of it, so this costs ~3 ms per 2000 x 2000 block on one core. On CPU NumPy
-        does it (its compare + ``flatnonzero`` is 4x faster than torch's 2-D ``nonzero``)
-        into a per-thread mask buffer, so no block-sized temporaries reach the heap.
+        percent of it, so this costs ~3 ms per 2000 x 2000 block on one core. On the CPU the
+        compare and ``flatnonzero`` (4x faster than a 2-D ``nonzero``) write into per-thread
+        buffers, so no block-sized temporaries reach the heap.
         """
-        if self._use_numpy_gemm:
-            a = m.numpy()
-            t = row_thr.numpy()[:, None] if row_thr is not None else col_thr.numpy()[None, :]
-            if row_offset is not None:
-                tmp = self._scratch("sum", *a.shape).numpy()
-                a = np.add(a, row_offset.numpy()[:, None], out=tmp)
-            buf = getattr(self._local, "mask", None)
-            if buf is None or buf.size < a.size:
-                buf = self._local.mask = np.empty(max(a.size, self.chunk**2), dtype=bool)
-            mask = buf[: a.size].reshape(a.shape)
-            np.less(a, t, out=mask)
-            r, c = np.divmod(np.flatnonzero(mask), a.shape[1])
-            return torch.from_numpy(r), torch.from_numpy(c)
         t = row_thr[:, None] if row_thr is not None else col_thr[None, :]
+        if not self.xp.host:
+            if row_offset is not None:
+                m = m + row_offset[:, None]
+            return self.xp.nonzero(m < t)
+        a = m
         if row_offset is not None:
-            m = m + row_offset[:, None]
-        r, c = (m < t).nonzero(as_tuple=True)
-        return r, c
+            a = np.add(a, row_offset[:, None], out=self._scratch("sum", *a.shape))
+        buf = getattr(self._local, "mask", None)
+        if buf is None or buf.size < a.size:
+            buf = self._local.mask = np.empty(max(a.size, self.chunk**2), dtype=bool)
+        mask = buf[: a.size].reshape(a.shape)
+        np.less(a, t, out=mask)
+        return np.divmod(np.flatnonzero(mask), a.shape[1])
 
-    @staticmethod
-    def _up32(x: torch.Tensor) -> torch.Tensor:
+    def _up32(self, x: Array) -> Array:
         """The smallest float32 >= each float64 value: a filter ``v32 < up32(x)`` keeps every
         ``v < x``, so candidates found in float32 lose nothing before the float64 check."""
-        f = x.float()
-        up = torch.nextafter(f, torch.full_like(f, math.inf))
-        return torch.where(f.double() < x, up, f)
+        xp = self.xp
+        f = xp.cast(x, xp.f32)
+        return xp.where(xp.cast(f, xp.f64) < x, xp.next_up(f), f)
 
     def _band(
         self,
-        norm_x: torch.Tensor,
-        onorm_x: torch.Tensor,
+        norm_x: Array,
+        onorm_x: Array,
         other: _Side,
-        theta: torch.Tensor,
+        theta: Array,
         extra_theta: float = 0.0,
-    ) -> torch.Tensor:
+    ) -> Array:
         """Error bound (fast units) between a float32 block value and sklearn's exact value.
 
         Covers the float32 GEMM (``c32 (|x~| + max|y~|)^2``, plus the folded thresholds), the
@@ -475,24 +646,24 @@ class _Engine:
         """
         fmax = float(other.fast_norm.max())
         omax = float(other.orig_norm.max())
-        th = theta.clamp(min=0)
+        th = self.xp.clamp(theta, 0.0)
         b32 = self.c32 * ((norm_x + fmax) ** 2 + th + extra_theta)
         if self.cosine:  # 1 - x^.y^ of unit vectors in float64, in key units (2 x)
-            b64 = torch.full_like(norm_x, 8 * self.c64 + 16 * _U64)
+            b64 = self.xp.full(norm_x.shape, 8 * self.c64 + 16 * _U64, self.xp.f64)
         else:
             b64 = self.c64 * self.scale2 * (onorm_x + omax) ** 2
         return b32 + b64 + 1e-6 * th + 2.0**-100
 
-    def _key(self, dist: torch.Tensor) -> torch.Tensor:
+    def _key(self, dist: Array) -> Array:
         """Map an exact distance (float64) to the fast pass's units (float64)."""
         if self.cosine:
             return 2.0 * dist
         return dist * dist * self.scale2
 
-    def _exact(self, x: _Side, ix: torch.Tensor, y: _Side, iy: torch.Tensor) -> torch.Tensor:
+    def _exact(self, x: _Side, ix: Array, y: _Side, iy: Array) -> Array:
         """Distances of pairs (ix[t], iy[t]) exactly as sklearn computes them, as float64."""
-        out = np.empty(ix.numel(), dtype=np.float64)
-        ix_np, iy_np = ix.cpu().numpy(), iy.cpu().numpy()
+        ix_np, iy_np = self.xp.to_host(ix), self.xp.to_host(iy)
+        out = np.empty(ix_np.size, dtype=np.float64)
         as32 = x.is32 and y.is32 and not self.cosine
         for a in range(0, ix_np.size, _EXACT_BATCH):
             i = ix_np[a : a + _EXACT_BATCH]
@@ -515,9 +686,9 @@ class _Engine:
             out[a : a + _EXACT_BATCH] = val
         with self._stats_lock:
             self.stats["exact_pairs"] += int(ix_np.size)
-        return torch.from_numpy(out).to(self.dev)
+        return self.xp.from_host(out)
 
-    def _run(self, tasks: list[Callable[[], object]]) -> list[object]:
+    def _run(self, tasks: list[Callable[[], Any]]) -> list[Any]:
         """Run zero-argument tasks on the worker threads, started in list order (FIFO).
 
         One pool serves the engine's whole life: fresh threads per phase would each get
@@ -539,16 +710,16 @@ class _Engine:
 
     def _neighbour_tasks(
         self, s: _Side
-    ) -> tuple[torch.Tensor, torch.Tensor, list[Callable[[], None]], list[Callable[[], None]]]:
+    ) -> tuple[Array, Array, list[Callable[[], None]], list[Callable[[], None]]]:
         """Tasks that fill each point's kk smallest fast distances within its own set.
 
         Returns the buffers (values, indices) and two task lists: diagonal blocks, to be
         started first, and off-diagonal blocks, each of which waits for its two diagonals.
         """
-        n, k = s.n, self.k
+        xp, n, k = self.xp, s.n, self.k
         kk = min(k + _EXTRA, n - 1)
-        bv = torch.full((n, kk), math.inf, dtype=torch.float32, device=self.dev)
-        bi = torch.full((n, kk), -1, dtype=torch.long, device=self.dev)
+        bv = xp.full((n, kk), math.inf, xp.f32)
+        bi = xp.full((n, kk), -1, xp.i64)
         blocks = _splits(n, self.chunk)
         locks = [threading.Lock() for _ in blocks]
         ready = [threading.Event() for _ in blocks]
@@ -556,11 +727,11 @@ class _Engine:
         # Diagonal blocks first: every row then holds kk neighbours and a finite threshold.
         def diagonal(a0: int, a1: int) -> None:
             m = self._self_distances(s, a0, a1)
-            m.fill_diagonal_(math.inf)
+            xp.fill_diagonal(m, math.inf)
             kc = min(kk, a1 - a0 - 1)
-            top = m.topk(kc, dim=1, largest=False)
-            bv[a0:a1, :kc] = top.values
-            bi[a0:a1, :kc] = top.indices + a0
+            values, indices = xp.smallest(m, kc)
+            bv[a0:a1, :kc] = values
+            bi[a0:a1, :kc] = indices + a0
             ready[blocks.index((a0, a1))].set()
 
         # Off-diagonal blocks once each (symmetry): rows of a see columns b and vice versa.
@@ -574,12 +745,12 @@ class _Engine:
             m = self._gemm(
                 s.rows[a0:a1], s.cols(b0, b1, self._scratch("cols", b1 - b0, self.rows_dim))
             )
-            r, c = self._below(m, row_thr=bv[a0:a1, kk - 1].clone())
-            if r.numel():
+            r, c = self._below(m, row_thr=xp.copy(bv[a0:a1, kk - 1]))
+            if len(r):
                 with locks[ai]:
                     self._merge(bv, bi, r + a0, c + b0, m[r, c])
-            r, c = self._below(m, col_thr=bv[b0:b1, kk - 1].clone())
-            if r.numel():
+            r, c = self._below(m, col_thr=xp.copy(bv[b0:b1, kk - 1]))
+            if len(r):
                 with locks[bj]:
                     self._merge(bv, bi, c + b0, r + a0, m[r, c])
 
@@ -591,34 +762,30 @@ class _Engine:
         ]
         return bv, bi, diag, off
 
-    @staticmethod
-    def _merge(
-        bv: torch.Tensor, bi: torch.Tensor, row: torch.Tensor, col: torch.Tensor, val: torch.Tensor
-    ) -> None:
+    def _merge(self, bv: Array, bi: Array, row: Array, col: Array, val: Array) -> None:
         """Merge candidate (row, col, val) triples into each row's kk smallest values."""
-        if row.numel() == 0:
+        if len(row) == 0:
             return
+        xp = self.xp
         kk = bv.shape[1]
-        order = torch.argsort(row, stable=True)
+        order = xp.argsort_stable(row)
         row, col, val = row[order], col[order], val[order]
-        uniq, counts = torch.unique_consecutive(row, return_counts=True)
-        starts = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(row.numel(), device=row.device) - torch.repeat_interleave(
-            starts, counts
-        )
-        pos = torch.repeat_interleave(torch.arange(uniq.numel(), device=row.device), counts)
+        uniq, counts = xp.runs(row)
+        starts = xp.cumsum(counts) - counts
+        slot = xp.arange(len(row)) - xp.repeat(starts, counts)
+        pos = xp.repeat(xp.arange(len(uniq)), counts)
         width = kk + int(counts.max())
-        pv = torch.full((uniq.numel(), width), math.inf, dtype=bv.dtype, device=bv.device)
-        pi = torch.full((uniq.numel(), width), -1, dtype=bi.dtype, device=bi.device)
+        pv = xp.full((len(uniq), width), math.inf, xp.f32)
+        pi = xp.full((len(uniq), width), -1, xp.i64)
         pv[:, :kk] = bv[uniq]
         pi[:, :kk] = bi[uniq]
         pv[pos, kk + slot] = val
         pi[pos, kk + slot] = col
-        top = pv.topk(kk, dim=1, largest=False, sorted=True)
-        bv[uniq] = top.values
-        bi[uniq] = pi.gather(1, top.indices)
+        values, indices = xp.smallest(pv, kk)
+        bv[uniq] = values
+        bi[uniq] = xp.gather(pi, indices)
 
-    def _exact_radii(self, s: _Side, bv: torch.Tensor, bi: torch.Tensor) -> torch.Tensor:
+    def _exact_radii(self, s: _Side, bv: Array, bi: Array) -> Array:
         """Turn each row's kept approximate neighbours into its exact k-th neighbour distance.
 
         With ``t`` the approximate k-th value and ``band`` the error bound, the exact k-th
@@ -626,9 +793,9 @@ class _Engine:
         ``t - 2 band`` are surely closer, and only the few inside the window
         ``[t - 2 band, t + 2 band]`` need an exact recomputation.
         """
-        n, k = s.n, self.k
+        xp, n, k = self.xp, s.n, self.k
         kk = bv.shape[1]
-        bv64 = bv.double()
+        bv64 = xp.cast(bv, xp.f64)
         t = bv64[:, k - 1]
         band = self._band(s.fast_norm, s.orig_norm, s, t)
         lo, hi = t - 2 * band, t + 2 * band
@@ -636,45 +803,44 @@ class _Engine:
         window = (bv64 >= lo[:, None]) & (bv64 <= hi[:, None])
         # Rows whose window may reach past the kept neighbours get a wider search.
         fallback = (bv64[:, kk - 1] <= hi) & (kk < n - 1)
-        rows, slots = (window & ~fallback[:, None]).nonzero(as_tuple=True)
-        exact = torch.full((n, kk), math.inf, dtype=torch.float64, device=self.dev)
+        rows, slots = xp.nonzero(window & ~fallback[:, None])
+        exact = xp.full((n, kk), math.inf, xp.f64)
         exact[rows, slots] = self._exact(s, rows, s, bi[rows, slots])
-        rank = (k - 1 - below).clamp(min=0, max=kk - 1)
-        radii = exact.sort(dim=1).values.gather(1, rank[:, None])[:, 0]
-        fb = fallback.nonzero(as_tuple=True)[0]
-        if fb.numel():
-            self.stats["fallback_rows"] += int(fb.numel())
+        rank = xp.clamp(k - 1 - below, 0, kk - 1)
+        radii = xp.gather(xp.sort_rows(exact), rank[:, None])[:, 0]
+        fb = xp.nonzero(fallback)[0]
+        if len(fb):
+            self.stats["fallback_rows"] += len(fb)
             radii[fb] = self._fallback_radii(s, fb, lo[fb], hi[fb])
         return radii
 
-    def _fallback_radii(
-        self, s: _Side, rows: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
-    ) -> torch.Tensor:
+    def _fallback_radii(self, s: _Side, rows: Array, lo: Array, hi: Array) -> Array:
         """Exact k-th neighbour of ``rows`` from a fresh scan of all their fast distances."""
-        below = torch.zeros(rows.numel(), dtype=torch.long, device=self.dev)
+        xp = self.xp
+        below = xp.full((len(rows),), 0, xp.i64)
         found_r, found_c = [], []
         for b0, b1 in _splits(s.n, self.chunk):
-            for a in range(0, rows.numel(), self.chunk):
+            for a in range(0, len(rows), self.chunk):
                 rr = rows[a : a + self.chunk]
-                m = self._gemm(s.rows[rr], s.cols(b0, b1)).double()
+                m = xp.cast(self._gemm(s.rows[rr], s.cols(b0, b1)), xp.f64)
                 own = (rr >= b0) & (rr < b1)
-                m[own.nonzero(as_tuple=True)[0], rr[own] - b0] = math.inf  # drop self
+                m[xp.nonzero(own)[0], rr[own] - b0] = math.inf  # drop self
                 lo_a, hi_a = lo[a : a + self.chunk, None], hi[a : a + self.chunk, None]
                 below[a : a + self.chunk] += (m < lo_a).sum(1)
-                r, c = ((m >= lo_a) & (m <= hi_a)).nonzero(as_tuple=True)
+                r, c = xp.nonzero((m >= lo_a) & (m <= hi_a))
                 found_r.append(r + a)
                 found_c.append(c + b0)
-        fr, fc = torch.cat(found_r), torch.cat(found_c)
+        fr, fc = xp.cat(found_r), xp.cat(found_c)
         dist = self._exact(s, rows[fr], s, fc)
-        out = torch.empty(rows.numel(), dtype=torch.float64, device=self.dev)
-        for t in range(rows.numel()):
-            vals = dist[fr == t].sort().values
+        out = xp.full((len(rows),), math.nan, xp.f64)
+        for t in range(len(rows)):
+            vals = xp.sort_rows(dist[fr == t][None, :])[0]
             out[t] = vals[self.k - 1 - int(below[t])]
         return out
 
     # ---- cross pass ----
 
-    def _radii(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _radii(self) -> tuple[Array, Array]:
         """Exact k-th neighbour distances of every real and every fake point."""
         real, fake = self.real, self.fake
         # Both sets' neighbour searches share one queue (all diagonals first), so no worker
@@ -690,7 +856,7 @@ class _Engine:
         )
         return r_real, r_fake
 
-    def _cross_thresholds(self, r_real: torch.Tensor, r_fake: torch.Tensor) -> _CrossThresholds:
+    def _cross_thresholds(self, r_real: Array, r_fake: Array) -> _CrossThresholds:
         """The cross pass's thresholds (fast units) and their error bands, from the radii."""
         real, fake = self.real, self.fake
         th_r = self._key(r_real)  # thresholds in fast units, float64
@@ -700,34 +866,34 @@ class _Engine:
         lo_f, hi_f = th_f - band_f, th_f + band_f
         # Recall candidates are found from float32 sums ``d^2 - theta_i + theta_i``: widen
         # their thresholds by far more than those two roundings can move a value.
-        slack = 8 * _U32 * (float(th_r.abs().max()) + float(hi_f.abs().max())) + 2.0**-100
+        slack = 8 * _U32 * (float(abs(th_r).max()) + float(abs(hi_f).max())) + 2.0**-100
         hi_f32 = self._up32(hi_f + slack)
         band_r32 = self._up32(band_r)
-        th_r32 = th_r.float()
+        th_r32 = self.xp.cast(th_r, self.xp.f32)
         return _CrossThresholds(th_r, band_r, band_r32, th_r32, lo_f, hi_f, hi_f32)
 
     def run(self) -> dict[str, float]:
-        real, fake = self.real, self.fake
+        xp, real, fake = self.xp, self.real, self.fake
         r_real, r_fake = self._radii()
         th_r, band_r, band_r32, th_r32, lo_f, hi_f, hi_f32 = self._cross_thresholds(r_real, r_fake)
-        covered = torch.zeros(real.n, dtype=torch.bool, device=self.dev)
-        recalled = torch.zeros(real.n, dtype=torch.bool, device=self.dev)
+        covered = xp.full((real.n,), False, xp.boolean)
+        recalled = xp.full((real.n,), False, xp.boolean)
         d = real.orig.shape[1]
 
         # One task per (real block, fake block): covered/recalled only ever turn True (safe to
         # share), and each task returns the fake indices of its density hits.
-        def cross(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
+        def cross(a0: int, a1: int, b0: int, b1: int) -> Array:
             # Fold "- theta_i" into the GEMM: block = d^2(i, j) - theta_i (fast units).
             rows = self._scratch("rows", a1 - a0, self.rows_dim)
-            rows.copy_(real.rows[a0:a1])
-            rows[:, d] = (rows[:, d].double() - th_r[a0:a1]).float()
+            rows[:] = real.rows[a0:a1]
+            rows[:, d] = xp.cast(xp.cast(rows[:, d], xp.f64) - th_r[a0:a1], xp.f32)
             band_a, th_a = band_r[a0:a1], th_r[a0:a1]
-            hits = torch.empty(0, dtype=torch.long, device=self.dev)
+            hits = xp.full((0,), 0, xp.i64)
             m = self._gemm(rows, fake.cols(b0, b1, self._scratch("cols", b1 - b0, self.rows_dim)))
             # density, coverage, precision: d^2 - theta_i < band_i may be a hit.
             rr, fj = self._below(m, row_thr=band_r32[a0:a1])
-            if rr.numel():
-                v = m[rr, fj].double()
+            if len(rr):
+                v = xp.cast(m[rr, fj], xp.f64)
                 keep = v < band_a[rr]
                 ri, fj, v = rr[keep], fj[keep], v[keep]
                 hit = v < -band_a[ri]
@@ -739,12 +905,12 @@ class _Engine:
                 hits = fj[hit] + b0
             # recall: d^2 < theta_fake_j may be a hit for a real not yet recalled (rows
             # already recalled get an infinite offset and drop out of the search).
-            off = torch.where(recalled[a0:a1], math.inf, th_r32[a0:a1])
+            off = xp.where(recalled[a0:a1], math.inf, th_r32[a0:a1])
             rr, fj = self._below(m, col_thr=hi_f32[b0:b1], row_offset=off)
-            if rr.numel():
+            if len(rr):
                 todo = ~recalled[rr + a0]
                 rr, fj = rr[todo], fj[todo]
-                v = m[rr, fj].double() + th_a[rr]
+                v = xp.cast(m[rr, fj], xp.f64) + th_a[rr]
                 keep = v <= hi_f[fj + b0]
                 ri, fj, v = rr[keep] + a0, fj[keep] + b0, v[keep]
                 hit = v < lo_f[fj]
@@ -760,12 +926,12 @@ class _Engine:
             for a0, a1 in _splits(real.n, self.chunk)
             for b0, b1 in _splits(fake.n, self.chunk)
         ]
-        hits = torch.cat([h for h in self._run(tasks)])
-        counts = torch.bincount(hits, minlength=fake.n)
-        precision = (counts > 0).cpu().numpy().mean()
-        recall = recalled.cpu().numpy().mean()
-        density = (1.0 / float(self.k)) * counts.cpu().numpy().mean()
-        coverage = covered.cpu().numpy().mean()
+        hits = xp.cat(list(self._run(tasks)))
+        counts = xp.to_host(xp.bincount(hits, fake.n))
+        precision = (counts > 0).mean()
+        recall = xp.to_host(recalled).mean()
+        density = (1.0 / float(self.k)) * counts.mean()
+        coverage = xp.to_host(covered).mean()
         return {
             "precision": float(precision),
             "recall": float(recall),

@@ -13,6 +13,10 @@ or under DDP, and on a resumed run. The global torch RNG is restored after each 
 (``fork_rng``), so in-process loading (workers 0) does not disturb dropout.
 
 Eval transforms are deterministic and run on whole uint8 batches (N, H, W, 3).
+
+torchvision is imported only where its ops are used (:func:`_tv`): importing it costs a job
+about 2 s (it pulls in ``torch._dynamo``), and the paper path's full-image eval transform, the
+in-memory training path and every evaluation and feature job of the demo never need it.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
-from torchvision.transforms import InterpolationMode, v2
-from torchvision.transforms.v2 import functional as TF
 
 from synth2real.seeding import derive_seed
 
@@ -33,7 +37,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PAPER_MEAN, PAPER_STD = 0.5, 0.25
 AUGMENTS = ("paper", "official_rgb", "official_depth", "official_band", "official_texture")
 NORMALIZE = ("paper", "imagenet")
-BICUBIC = InterpolationMode.BICUBIC
+
+
+def _tv() -> tuple[ModuleType, ModuleType, Any]:
+    """torchvision's ``v2`` transforms, its functional ops and bicubic interpolation, imported
+    on first use (see the module docstring)."""
+    from torchvision.transforms import InterpolationMode, v2
+    from torchvision.transforms.v2 import functional as tf
+
+    return v2, tf, InterpolationMode.BICUBIC
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,7 @@ def train_transform(spec: TransformSpec) -> Callable[[torch.Tensor], torch.Tenso
     overshoot: a documented, negligible difference that roughly halves the cost per image.
     """
     size = spec.input_size
+    v2, _, BICUBIC = _tv()
     ops: list[Callable[[torch.Tensor], torch.Tensor]] = []
     if spec.augment == "paper":
         if spec.crop_padding:
@@ -167,6 +180,8 @@ def eval_transform(spec: TransformSpec) -> Callable[[torch.Tensor], torch.Tensor
     model's test accuracy is one number.
     """
     size = spec.input_size
+    needs_tv = spec.augment.startswith("official") or size is not None
+    _, TF, BICUBIC = _tv() if needs_tv else (None, None, None)
 
     def apply(images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float() / 255.0
