@@ -161,8 +161,12 @@ def test_inputs_not_needed_are_not_checked(tmp_path):
     proc, out = snakemake(tmp_path, local, "-n", CAPTIONS)
     assert proc.returncode == 0 and STOPS not in out, out[-3000:]
     gone = workflow_config(tmp_path, tmp_path / "moved")
-    for made in (REAL_SHARD, CAPTIONS):
-        (tmp_path / "work" / made).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "work" / made).touch()
+    # captions.held_out (the default): three caption tables, from the train, val and test shards
+    held_out = [CAPTIONS.replace(".parquet", f"-{s}.parquet") for s in ("val", "test")]
+    held_out += [REAL_SHARD.replace("/train/", f"/{s}/") for s in ("val", "test")]
+    for made, also in ((REAL_SHARD, []), (CAPTIONS, held_out)):
+        for path in (made, *also):
+            (tmp_path / "work" / path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "work" / path).touch()
         proc, out = snakemake(tmp_path, gone, "-n", made)
         assert proc.returncode == 0 and STOPS not in out, out[-3000:]
