@@ -12,12 +12,15 @@ The same seed writes the same bytes; an existing complete tree is left as it is.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "lib"))
+from synth2real.grid import read_classes  # noqa: E402 (the checkout's library)
 
 SIZES = ((40, 32), (32, 44), (36, 36))
 
@@ -36,8 +39,7 @@ def jpeg(rng: np.random.Generator, colour: np.ndarray, size: tuple[int, int]) ->
 
 def build(root: Path, classes: Path, train: int, val: int, seed: int) -> int:
     """Write the tree under ``root``; return the number of images written."""
-    with classes.open() as f:
-        wnids = [row["wnid"] for row in csv.DictReader(f, delimiter="\t")]
+    wnids = [row["wnid"] for row in read_classes(classes)]
     done = root / ".complete"
     stamp = f"{len(wnids)} {train} {val} {seed}\n"
     if done.exists() and done.read_text() == stamp:

@@ -10,8 +10,9 @@ CONFIG=tests/config/rehearsal.yaml
 WORK=resources/rehearsal
 HUB=$WORK/hub
 RESULTS=results/rehearsal
-SNAKEMAKE=("$BIN/snakemake" --configfile "$CONFIG")
 OPENAI_PORT=18765 # captions.base_url in $CONFIG
+# --configfile takes several files: it goes last.
+smk() { "$BIN/snakemake" "$@" --configfile "$CONFIG"; }
 mkdir -p "$WORK" "$RESULTS"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -28,7 +29,7 @@ wait_ready() { # ready-file pid
 start=$(date +%s)
 
 echo "== 1. fixture ImageNet tree and hub root"
-"$BIN/python" tests/make_imagenet_fixture.py --root "$WORK/ILSVRC2012" --train 3 --val 1
+"$BIN/python" tests/make_imagenet_fixture.py --root "$WORK/ILSVRC2012" --train 4 --val 1 # splits train 3 + val 1 from train/, test 1 from val/
 [ -s "$HUB/hub.json" ] || "$BIN/python" tests/hub_server.py --root "$HUB" --build-config "$CONFIG"
 
 echo "== 2. snakemake weights from the local hub"
@@ -36,7 +37,7 @@ rm -f "$HUB/ready"
 "$BIN/python" tests/hub_server.py --root "$HUB" --port 0 --ready-file "$HUB/ready" --quiet &
 pids+=($!)
 wait_ready "$HUB/ready" $!
-HF_ENDPOINT=$(cat "$HUB/ready") "${SNAKEMAKE[@]}" weights --cores 1
+HF_ENDPOINT=$(cat "$HUB/ready") smk weights --cores 1
 kill "${pids[-1]}" && wait "${pids[-1]}" 2>/dev/null || true
 
 echo "== 3. the OpenAI-compatible caption server (batch API, dummy key)"
@@ -48,19 +49,19 @@ wait_ready "$WORK/openai.ready" $!
 
 echo "== 4. the whole DAG, the hub on a closed port"
 export HF_ENDPOINT=http://127.0.0.1:9
-"${SNAKEMAKE[@]}" all --profile profiles/local
-"${SNAKEMAKE[@]}" all --profile profiles/local --report "$RESULTS/report.html"
+smk all --profile profiles/local
+smk all --profile profiles/local --report "$RESULTS/report.html"
 
 echo "== 5. servers stopped"
 cleanup
 pids=()
 
 echo "== 6. nothing left to do"
-"${SNAKEMAKE[@]}" -n all >"$WORK/dryrun.txt" 2>&1
+smk -n all >"$WORK/dryrun.txt" 2>&1
 grep -q "Nothing to be done" "$WORK/dryrun.txt" || { cat "$WORK/dryrun.txt"; exit 1; }
 
 echo "== 7. every rule of the paper's dry run ran here"
-"$BIN/snakemake" -n --configfile config/config.yaml >"$WORK/paper_dryrun.txt" 2>&1
-"${SNAKEMAKE[@]}" -n --forceall all >"$WORK/forceall_dryrun.txt" 2>&1
+"$BIN/snakemake" -n all --configfile config/config.yaml >"$WORK/paper_dryrun.txt" 2>&1
+smk -n --forceall all >"$WORK/forceall_dryrun.txt" 2>&1
 "$BIN/python" tests/rehearsal_rules.py "$WORK/paper_dryrun.txt" "$WORK/forceall_dryrun.txt"
 echo "rehearsal passed in $(($(date +%s) - start)) s"
