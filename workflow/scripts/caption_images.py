@@ -14,7 +14,6 @@ Without shards, ``--dry-run --images N --image-px S`` estimates N images of S x 
 workflow's real shards are square), e.g. before any data exists.
 """
 
-
 import argparse
 import json
 import logging
