@@ -70,7 +70,8 @@ OVERRIDES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (every option also reachable from Snakemake, see ``snakemake_argv``)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # Not __doc__: under Snakemake's preamble the module has none.
+    p = argparse.ArgumentParser(description="Caption real images with an OpenAI-compatible model.")
     p.add_argument("--shards", nargs="+", default=[], help="real-data (train) Parquet shards")
     p.add_argument("--out", help="caption table to write (Parquet)")
     for split in HELD_OUT_SPLITS:
