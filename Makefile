@@ -11,7 +11,7 @@ SNAKEMAKE := $(BIN)/snakemake
 # snakefmt formats shell: blocks with shfmt, which the venv provides.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test lint format dry-run-paper clean-demo gpu-check
+.PHONY: setup demo test rehearsal lint format dry-run-paper clean-demo gpu-check
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The paper's chain at toy size, offline (tests/config/rehearsal.yaml; tests/rehearsal.sh).
+rehearsal: setup
+	BIN=$(BIN) bash tests/rehearsal.sh
 
 lint: setup
 	$(BIN)/ruff check .

@@ -7,20 +7,28 @@ on the order concurrent requests arrive in, so online and batch runs see the sam
 
 An image is identified by its *key*, a hash of the image data URL it was sent as; its caption is
 a deterministic function of that key, so two runs can be compared caption for caption.
+
+Command line (the rehearsal; a fixed port, since ``captions.base_url`` is a setting)::
+
+    OPENAI_API_KEY=dummy python tests/fake_openai_server.py --port 18765 --ready-file F
 """
 
 from __future__ import annotations
 
+import argparse
 import email.parser
 import email.policy
 import hashlib
 import json
+import os
 import random
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -84,10 +92,10 @@ class FakeOpenAIServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> FakeOpenAIServer:
-        """Listen on a free port of 127.0.0.1 in a background thread."""
+    def start(self, port: int = 0) -> FakeOpenAIServer:
+        """Listen on 127.0.0.1:``port`` (0: a free one) in a background thread."""
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -425,3 +433,30 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             )
 
     return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve without faults until killed; the accepted key is ``$OPENAI_API_KEY``."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--port", type=int, default=0, help="127.0.0.1:PORT (0: any free port)")
+    p.add_argument("--ready-file", help="write the base URL here once serving")
+    p.add_argument("--batch-polls", type=int, default=1, help="polls before a batch completes")
+    args = p.parse_args(argv)
+    key = os.environ.get("OPENAI_API_KEY")
+    if not key:
+        p.error("set OPENAI_API_KEY (any dummy value: the key the server accepts)")
+    server = FakeOpenAIServer(key, FaultPlan(batch_polls=args.batch_polls)).start(args.port)
+    print(f"serving {server.base_url}", file=sys.stderr, flush=True)
+    if args.ready_file:
+        Path(args.ready_file).write_text(server.base_url + "\n")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -45,3 +45,12 @@ def test_no_library_function_longer_than_80_lines():
         if n > MAX_FUNCTION_LINES
     ]
     assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(too_long)
+
+
+def test_rule_scripts_have_no_future_import():
+    """Snakemake runs a ``script:`` with its preamble above the first line, where a
+    ``from __future__`` import is a SyntaxError: the job dies before it starts."""
+    scripts = LIB.parents[1] / "scripts"
+    run = [p for p in scripts.glob("*.py") if p.name != "script_setup.py"]  # imported, not run
+    assert len(run) > 10
+    assert [p.name for p in run if "from __future__" in p.read_text()] == []

@@ -14,8 +14,6 @@ Without shards, ``--dry-run --images N --image-px S`` estimates N images of S x 
 workflow's real shards are square), e.g. before any data exists.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import logging
@@ -70,7 +68,8 @@ OVERRIDES = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (every option also reachable from Snakemake, see ``snakemake_argv``)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # Not __doc__: under Snakemake's preamble the module has none.
+    p = argparse.ArgumentParser(description="Caption real images with an OpenAI-compatible model.")
     p.add_argument("--shards", nargs="+", default=[], help="real-data (train) Parquet shards")
     p.add_argument("--out", help="caption table to write (Parquet)")
     for split in HELD_OUT_SPLITS:
