@@ -53,8 +53,22 @@ def test_uint8_images_keep_shape_and_offset_highpass():
 def test_official_mask_is_a_centred_box():
     keep = np.fft.fftshift(band_mask(8, 8, "lowpass", 0.5, mask="official"))
     assert keep.sum() == 16 and keep[2:6, 2:6].all()  # ry = int(0.5 * 4) = 2
-    high = np.fft.fftshift(band_mask(8, 8, "highpass", 0.75, mask="official"))
-    assert (~high).sum() == 4  # removes the centre box of relative size 1 - 0.75
+    high = np.fft.fftshift(band_mask(8, 8, "highpass", 0.25, mask="official"))
+    assert (~high).sum() == 4 and not high[3:5, 3:5].any()  # removes the box of edge 0.25
+
+
+def test_official_mask_cutoff_is_the_band_edge_of_both_bands():
+    """The official --cutoff 0.2 keeps a box of half-side int(0.2 * 128) for lowpass and
+    removes one of half-side int((1 - 0.2) * 128) for highpass: our cutoffs 0.2 and 0.8."""
+    size = 256
+    low = band_mask(size, size, "lowpass", 0.2, mask="official")
+    high = band_mask(size, size, "highpass", 0.8, mask="official")
+    assert low.sum() == (2 * 25) ** 2 and (~high).sum() == (2 * 102) ** 2
+    # Kept high-pass bins have max(|f_x|, |f_y|) >= 0.8 f_N (the box is one bin asymmetric).
+    fy = np.abs(np.fft.fftfreq(size))[:, None] / 0.5
+    fx = np.abs(np.fft.fftfreq(size))[None, :] / 0.5
+    assert np.maximum(fx, fy)[high].min() >= 0.8 - 2 / size
+    assert np.maximum(fx, fy)[~high].max() < 0.8
 
 
 def test_radial_frequency_is_in_nyquist_units():

@@ -4,10 +4,14 @@ Frequencies are measured as a fraction of the Nyquist frequency f_N (0.5 cycles/
 cutoff means the same band at every image size.
 
 The paper's text swaps the two labels ("high-pass retains f <= 0.2 f_N"). We take the
-physically meaningful reading: **lowpass keeps f <= cutoff * f_N** and **highpass keeps
-f >= cutoff * f_N**, with a radial (isotropic) mask. The official code's square mask, with its
-own parameterisation (highpass removes the centre box of relative size ``1 - cutoff``, and the
-result is clipped to [0, 1]), is available as ``mask="official"`` for exact comparisons.
+physically meaningful reading, for both masks: **lowpass keeps f <= cutoff * f_N** and
+**highpass keeps f >= cutoff * f_N**. The paper's bands are lowpass 0.2, highpass 0.8.
+
+- ``mask="radial"`` (default): |f| is the Euclidean radius, an isotropic band.
+- ``mask="official"``: the square box of ``classifier/bp_filter.py`` in the official code,
+  i.e. |f| is max(|f_x|, |f_y|), built with its integer box edges, and the result clipped to
+  [0, 1] as it clips. Its ``--cutoff c`` keeps ``<= c`` for lowpass and ``>= 1 - c`` for
+  highpass: official ``c = 0.2`` is our lowpass ``0.2`` and highpass ``0.8``.
 
 A high-passed image has zero mean and negative values. With the radial mask we store it
 offset by mid-grey (0.5) before quantising to 8 bits, so no band information is clipped away;
@@ -43,10 +47,10 @@ def band_mask(
         f = radial_frequency(height, width)
         return f <= cutoff if band == "lowpass" else f >= cutoff
     if mask == "official":
-        # Centre box in the fftshift-ed spectrum, as classifier/bp_filter.py builds it.
-        c = cutoff if band == "lowpass" else 1.0 - cutoff
+        # Centre box in the fftshift-ed spectrum, as classifier/bp_filter.py builds it; there
+        # the highpass box edge is ``1 - c`` of its --cutoff c, here it is ``cutoff`` itself.
         cy, cx = height // 2, width // 2
-        ry, rx = int(c * cy), int(c * cx)
+        ry, rx = int(cutoff * cy), int(cutoff * cx)
         box = np.zeros((height, width), dtype=bool)
         box[cy - ry : cy + ry, cx - rx : cx + rx] = True
         keep = box if band == "lowpass" else ~box
