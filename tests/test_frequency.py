@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from synth2real.probes.frequency import band_mask, filter_float, filter_uint8, radial_frequency
+from synth2real.probes.frequency import band_mask, filter_float, filter_images, radial_frequency
+from synth2real.shards import pixel_max
 
 
 def sinusoid(size, cycles, amplitude=0.25):
@@ -39,15 +40,18 @@ def test_mixture_is_split_into_its_parts():
     np.testing.assert_allclose(filter_float(mix, "highpass", 0.3), high_wave, atol=1e-9)
 
 
-def test_uint8_images_keep_shape_and_offset_highpass():
+@pytest.mark.parametrize("bits", [8, 16])
+def test_stored_views_keep_shape_and_offset_highpass(bits):
     rng = np.random.default_rng(0)
     img = np.full((2, 16, 16, 3), 100, dtype=np.uint8)
     img += rng.integers(0, 3, img.shape, dtype=np.uint8)
-    low = filter_uint8(img, "lowpass", 0.1)
-    high = filter_uint8(img, "highpass", 0.5)
-    assert low.shape == img.shape and low.dtype == np.uint8
-    assert abs(float(low.mean()) - float(img.mean())) < 1.0  # DC kept
-    assert abs(float(high.mean()) - 127.5) < 1.5  # DC removed, stored around mid-grey
+    low = filter_images(img, "lowpass", 0.1, bits=bits)
+    high = filter_images(img, "highpass", 0.5, bits=bits)
+    dtype = {8: np.uint8, 16: np.uint16}[bits]
+    assert low.shape == img.shape and low.dtype == dtype and high.dtype == dtype
+    scale = pixel_max(dtype) / 255
+    assert abs(float(low.mean()) / scale - float(img.mean())) < 1.0  # DC kept
+    assert abs(float(high.mean()) / scale - 127.5) < 1.5  # DC removed, stored around mid-grey
 
 
 def test_official_mask_is_a_centred_box():
