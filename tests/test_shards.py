@@ -1,4 +1,4 @@
-"""The dataset contract: lossless PNG rows, atomic whole-or-nothing shards."""
+"""The dataset contract: lossless PNG (and 16-bit) rows, atomic whole-or-nothing shards."""
 
 import os
 import signal
@@ -14,7 +14,9 @@ import pytest
 from synth2real.shards import (
     ShardError,
     chunk_rows,
+    decode_image,
     decode_images,
+    encode_image,
     encode_png,
     load_split,
     read_images,
@@ -140,3 +142,18 @@ def test_decode_images_of_grey_png_is_rgb(tmp_path):
     img = decode_images(read_shard(tmp_path / "g.parquet"))[0]
     assert img.shape == (4, 4, 3)
     assert np.array_equal(img[..., 0], grey) and np.array_equal(img[..., 2], grey)
+
+
+def test_16_bit_rows_round_trip_exactly_and_8_bit_rows_stay_png():
+    rng = np.random.default_rng(2)
+    deep = rng.integers(0, 65536, (6, 5, 3), dtype=np.uint16)
+    data = encode_image(deep[:, ::-1])  # a strided view: stored in C order all the same
+    assert data == encode_image(np.ascontiguousarray(deep[:, ::-1]))
+    back = decode_image(data)
+    assert back.dtype == np.uint16 and np.array_equal(back, deep[:, ::-1])
+    flat = rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    assert encode_image(flat) == encode_png(flat)  # the rgb codec is unchanged
+    assert decode_image(memoryview(encode_png(flat))).dtype == np.uint8
+    for bad in (deep[..., 0], deep.astype(np.int32), deep.astype(np.float32)):
+        with pytest.raises(ShardError):
+            encode_image(bad)

@@ -362,16 +362,23 @@ def test_controller_unlocks_runs_and_turns_sigterm_into_sigint(tmp_path):
 def test_training_asks_for_the_node_local_disk_of_its_decoded_cache():
     """The paper grid (config/config.yaml: decoded_cache auto, 4096 MB in memory): a main
     model streams its 100k-image train split through the cache and asks for that disk; its
-    10k val split and a 100-per-class IPC subset fit in memory (no cache, no --tmp)."""
+    10k val split and a 100-per-class IPC subset fit in memory (no cache, no --tmp). A 16-bit
+    high-pass view takes twice the disk."""
     real = "results/paper/models/real/rgb/resnet50/model.pt"
+    high = "results/paper/models/real/highpass/resnet50/model.pt"
     ipc = "results/paper/scaling/models/sd15-caption/ipc100/rgb/resnet50/model.pt"
     res = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", real, ipc, "--configfile", "config/config.yaml"],
+        [sys.executable, "-m", "snakemake", "-n", real, high, ipc,
+         "--configfile", "config/config.yaml"],
         capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
-    extra = dict(re.findall(r"rule (train_classifier|train_ipc):.*?slurm_extra=(\S*)", out, re.S))
+    jobs = re.findall(
+        r"rule (train_classifier|train_ipc):.*?output: (\S+).*?slurm_extra=(\S*)", out, re.S
+    )
+    extra = {(rule, "/highpass/" in output): tmp for rule, output, tmp in jobs}
     train_bytes = 500 * 200 * 256 * 256 * 3  # images per class x classes x uint8 RGB at 256 px
-    assert extra["train_classifier"] == f"--tmp={-(-train_bytes * 102 // (100 * 2**20))}M"
-    assert extra["train_ipc"] == ""
+    assert extra["train_classifier", False] == f"--tmp={-(-train_bytes * 102 // (100 * 2**20))}M"
+    assert extra["train_classifier", True] == f"--tmp={-(-2 * train_bytes * 102 // (100 * 2**20))}M"
+    assert extra["train_ipc", False] == ""

@@ -12,7 +12,7 @@ from synth2real.metrics.spectra import (
     plot_spectra,
     to_gray,
 )
-from synth2real.shards import encode_png, write_shard
+from synth2real.shards import encode_image, encode_png, write_shard
 
 #: The schema's default fit band (metrics.spectra.band).
 BAND = (0.05, 0.8)
@@ -97,6 +97,26 @@ def test_dataset_spectrum_from_shards_is_the_mean_over_images(tmp_path):
     )
     with pytest.raises(ValueError):
         dataset_spectrum(n_bins=12, max_images=None)
+
+
+def test_a_16_bit_shard_has_the_spectrum_of_its_8_bit_copy(tmp_path):
+    """Spectra read 16-bit rows (probe views) on the 8-bit grey scale: x * 257 is x."""
+    rng = np.random.default_rng(6)
+    imgs = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(2)]
+    cols = {"label": [0, 0], "class_id": ["n0"] * 2, "prompt": ["p"] * 2, "seed": [0, 1],
+            "source_id": ["0", "1"]}  # fmt: skip
+    paths = [
+        write_shard({**cols, "image": [encode(im) for im in imgs]}, tmp_path / f"{name}.parquet")
+        for name, encode in (
+            ("a", encode_png),
+            ("b", lambda im: encode_image(im.astype(np.uint16) * 257)),
+        )
+    ]
+    (f8, a8), (f16, a16) = (
+        dataset_spectrum(shard_paths=[p], n_bins=8, max_images=None) for p in paths
+    )
+    np.testing.assert_allclose(a16, a8, rtol=1e-12)
+    assert a8.max() > 1  # on the grey-level scale, not [0, 1]
 
 
 def test_fit_power_law_needs_two_usable_bins():

@@ -805,8 +805,9 @@ def get_page_context(wildcards):
 def decoded_cache_mb(wildcards):
     """Node-local disk (MiB) a training job's decoded cache takes: every split it streams
     (train.loader stream, or auto and over memory_limit_mb decoded) is decoded once to
-    uint8 rows x side x side x 3 under train.decoded_cache; 0 without a cache. Mirrors
-    synth2real.train.training.Runtime.mode, from the split sizes the config fixes."""
+    rows x side x side x 3 pixels (uint8; uint16 for a 16-bit probe view) under
+    train.decoded_cache; 0 without a cache. Mirrors synth2real.train.recipe.Runtime.mode,
+    from the split sizes the config fixes."""
     train = config["train"]
     if not train["decoded_cache"]:
         return 0
@@ -821,9 +822,12 @@ def decoded_cache_mb(wildcards):
         rows = {"train": GRID.split_sizes(dataset)["train"]}
     rows["val"] = GRID.split_sizes(dataset)["val"]
     side = config["data"]["image_size"]
+    probe = config["probes"].get(getattr(wildcards, "probe", "rgb"), {})
+    # Bytes a channel: 2 for 16-bit views (only frequency probes have bits).
+    depth = 2 if probe.get("bits") == 16 else 1
     total = 0
     for n in rows.values():
-        size = n * side * side * 3
+        size = n * side * side * 3 * depth
         if train["loader"] == "stream" or (
             train["loader"] == "auto" and size / 1e6 > train["memory_limit_mb"]
         ):

@@ -3,7 +3,8 @@
 
 
 rule frequency_probe:
-    """Low- or high-pass filter a split (radial FFT mask; cutoff as a fraction of Nyquist)."""
+    """Low- or high-pass filter a split (FFT mask, cutoff = band edge as a fraction of Nyquist),
+    stored with probes.<name>.bits bits a channel (16: .npy rows, 8: PNG)."""
     input:
         get_split_shards,
     output:

@@ -1,9 +1,17 @@
-"""The dataset contract: a split is a list of Parquet shards of PNG-encoded rows.
+"""The dataset contract: a split is a list of Parquet shards of encoded image rows.
 
 Real and synthetic data share this one on-disk format, so every downstream rule (probes,
 training, evaluation, metrics) is blind to where its images came from. Shards are written to a
 temporary name in the target directory and renamed into place, so a shard exists whole or not
 at all, even if the writer is killed (SIGKILL, preemption) half way through.
+
+Rows hold 8-bit RGB as PNG (real and synthetic data, depth maps). Frequency probe views may hold
+16-bit RGB instead, because the high-pass band is a few grey levels and 8 bits would quantise
+it away; PIL cannot write 16-bit RGB PNG, so those rows are NumPy ``.npy`` bytes (lossless,
+self-describing; the shard's zstd compresses them). :func:`encode_image` and
+:func:`decode_image` are the one codec: the decoder tells the two apart by their magic bytes,
+so every reader takes either, and the decoded array's dtype carries the scale
+(:func:`pixel_max`).
 """
 
 from __future__ import annotations
@@ -33,8 +41,21 @@ _TYPES: dict[str, pa.DataType] = {
 }
 
 
+#: Stored pixel dtypes: uint8 (PNG rows) and uint16 (``.npy`` rows of frequency probe views).
+PIXEL_DTYPES: tuple[type[np.integer], ...] = (np.uint8, np.uint16)
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 class ShardError(ValueError):
     """A shard (or the rows meant for one) breaks the dataset contract."""
+
+
+def pixel_max(dtype: np.dtype | type) -> int:
+    """Full-scale value of a stored pixel dtype (255 or 65535): decoded / this is in [0, 1]."""
+    dtype = np.dtype(dtype)
+    if dtype not in [np.dtype(d) for d in PIXEL_DTYPES]:
+        raise ShardError(f"stored pixels are uint8 or uint16, got {dtype}")
+    return int(np.iinfo(dtype).max)
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -50,6 +71,27 @@ def decode_png(data: bytes) -> np.ndarray:
     """Decode PNG bytes to an HxWx3 uint8 array (grey images are replicated to RGB)."""
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("RGB"))
+
+
+def encode_image(image: np.ndarray) -> bytes:
+    """Losslessly encode an HxWx3 uint8 (as PNG) or uint16 (as ``.npy``) image."""
+    if image.dtype == np.uint8:
+        return encode_png(image)
+    if image.dtype != np.uint16 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ShardError(f"images must be uint8, or HxWx3 uint16; got {image.dtype} {image.shape}")
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(image), allow_pickle=False)  # C order: same bytes always
+    return buf.getvalue()
+
+
+def decode_image(data: bytes | memoryview) -> np.ndarray:
+    """Decode a row written by :func:`encode_image`: HxWx3 uint8 (PNG) or uint16 (``.npy``)."""
+    if bytes(memoryview(data)[: len(_NPY_MAGIC)]) != _NPY_MAGIC:
+        return decode_png(data)
+    image = np.load(io.BytesIO(data), allow_pickle=False)
+    if image.dtype != np.uint16 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ShardError(f"a .npy row must be HxWx3 uint16, got {image.dtype} {image.shape}")
+    return image
 
 
 def make_table(columns: Mapping[str, Sequence[object]]) -> pa.Table:
@@ -133,15 +175,15 @@ def read_shards(
 
 
 def decode_images(table: pa.Table) -> np.ndarray:
-    """Decode a table's ``image`` column to an (N, H, W, 3) uint8 array."""
-    images = [decode_png(b) for b in table.column("image").to_pylist()]
+    """Decode a table's ``image`` column to an (N, H, W, 3) uint8 or uint16 array."""
+    images = [decode_image(b) for b in table.column("image").to_pylist()]
     if not images:
         raise ShardError("table has no rows")
     return np.stack(images)
 
 
 def load_split(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, H, W, 3) uint8 and integer labels (N,) of a whole split."""
+    """Images (N, H, W, 3) uint8 (uint16 for 16-bit probe views) and labels (N,) of a split."""
     table = read_shards(paths, ["image", "label"])
     return decode_images(table), table.column("label").to_numpy().astype(np.int64)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from synth2real.io import atomic_output
-from synth2real.shards import decode_png, read_shard
+from synth2real.shards import decode_image, pixel_max, read_shard
 
 __all__ = [
     "amplitude_spectrum",
@@ -34,8 +34,14 @@ _LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """An (H, W) float64 luminance image from (H, W) or (H, W, 3) input of any dtype."""
+    """An (H, W) float64 luminance image from (H, W) or (H, W, 3) input of any dtype.
+
+    Amplitudes are in 8-bit grey levels: uint16 pixels (16-bit probe views) are rescaled to
+    the 0-255 scale, so a 16-bit and an 8-bit copy of an image have the same spectrum.
+    """
     img = np.asarray(image, dtype=np.float64)
+    if np.asarray(image).dtype == np.uint16:
+        img = img * (pixel_max(np.uint8) / pixel_max(np.uint16))
     if img.ndim == 3:
         img = img[..., :3] @ _LUMA
     if img.ndim != 2:
@@ -112,7 +118,7 @@ def dataset_spectrum(
 def _shard_images(paths: Sequence[str | os.PathLike[str]]) -> Iterable[np.ndarray]:
     for path in paths:
         for data in read_shard(path, ["image"]).column("image").to_pylist():
-            yield decode_png(data)
+            yield decode_image(data)
 
 
 def fit_power_law(freqs: np.ndarray, amps: np.ndarray, band: tuple[float, float]) -> float:

@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
-from synth2real.probes.frequency import filter_uint8
-from synth2real.shards import decode_images, encode_png, read_shard, write_shard
+from synth2real.probes.frequency import filter_images
+from synth2real.shards import PIXEL_DTYPES, decode_images, encode_image, read_shard, write_shard
 
 
 def map_shard(
@@ -25,12 +25,14 @@ def map_shard(
     out_path: str | os.PathLike[str],
     transform: Callable[[np.ndarray], np.ndarray],
 ) -> None:
-    """Apply ``transform`` ((N, H, W, 3) uint8 -> same) to a shard's images; write atomically."""
+    """Apply ``transform`` ((N, H, W, 3) pixels -> (N, H', W', 3) uint8 or uint16) to a
+    shard's images; write atomically, each row in :func:`synth2real.shards.encode_image`'s
+    codec for its dtype."""
     table = read_shard(in_path)
     images = transform(decode_images(table))
-    if images.shape[0] != table.num_rows or images.dtype != np.uint8:
-        raise ValueError("a probe must return one uint8 image per input row")
-    column = pa.array([encode_png(im) for im in images], type=pa.binary())
+    if images.shape[0] != table.num_rows or images.dtype not in PIXEL_DTYPES:
+        raise ValueError("a probe must return one uint8 or uint16 image per input row")
+    column = pa.array([encode_image(im) for im in images], type=pa.binary())
     table = table.set_column(table.column_names.index("image"), "image", column)
     write_shard(table, out_path)
 
@@ -61,7 +63,5 @@ def frequency_probe(
     in_path: str | os.PathLike[str], out_path: str | os.PathLike[str], spec: Mapping[str, Any]
 ) -> None:
     """The lowpass/highpass probe of one shard, as configured in ``probes.<name>``."""
-    band = spec["transform"]
-    cutoff = float(spec["cutoff"])
-    mask = spec.get("mask", "radial")
-    map_shard(in_path, out_path, lambda x: filter_uint8(x, band, cutoff, mask))
+    band, cutoff, mask, bits = spec["transform"], float(spec["cutoff"]), spec["mask"], spec["bits"]
+    map_shard(in_path, out_path, lambda x: filter_images(x, band, cutoff, mask, bits))

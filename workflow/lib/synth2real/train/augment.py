@@ -12,7 +12,10 @@ image from its own key makes the augmented batch the same with 0, 1 or 16 worker
 or under DDP, and on a resumed run. The global torch RNG is restored after each image
 (``fork_rng``), so in-process loading (workers 0) does not disturb dropout.
 
-Eval transforms are deterministic and run on whole uint8 batches (N, H, W, 3).
+Eval transforms are deterministic and run on whole uint8 batches (N, H, W, 3). Images may also
+be uint16 (16-bit frequency probe views): :func:`to_unit` scales either dtype to [0, 1], and a
+uint16 image is made float before any resampling (torchvision's uint16 resize wraps its
+overshoot around instead of clamping it).
 
 torchvision is imported only where its ops are used (:func:`_tv`): importing it costs a job
 about 2 s (it pulls in ``torch._dynamo``), and the paper path's full-image eval transform, the
@@ -82,24 +85,35 @@ def normalize(x: torch.Tensor, how: str) -> torch.Tensor:
     return (x - mean) / std
 
 
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Stored pixels -> float in [0, 1]: uint8 / 255, uint16 / 65535; floats pass unchanged.
+
+    The one conversion of every input path (train, eval, the in-memory path), so an 8-bit and
+    a 16-bit view of the same band reach the network on the same scale.
+    """
+    if x.is_floating_point():
+        return x
+    if x.dtype not in (torch.uint8, torch.uint16):
+        raise TypeError(f"stored pixels are uint8 or uint16, got {x.dtype}")
+    return x.float() / float(torch.iinfo(x.dtype).max)
+
+
 def minmax_per_channel(x: torch.Tensor) -> torch.Tensor:
     """Rescale each channel of each image to [0, 1], as the official code does for band-pass
-    inputs (it stores float bands; ours are 8-bit, offset by mid-grey for the high-pass)."""
+    inputs (it stores float bands; ours are 16-bit by default, offset by mid-grey for the
+    radial high-pass)."""
     lo = x.amin(dim=(-2, -1), keepdim=True)
     hi = x.amax(dim=(-2, -1), keepdim=True)
     return (x - lo) / (hi - lo + 1e-8)
 
 
-def _to_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 255.0
-
-
 def train_transform(spec: TransformSpec) -> Callable[[torch.Tensor], torch.Tensor]:
-    """uint8 (3, H, W) -> float (3, S, S), drawing from the global torch RNG.
+    """uint8 or uint16 (3, H, W) -> float (3, S, S), drawing from the global torch RNG.
 
     Geometry (crops, flips) runs on uint8, colour on float in [0, 1] as in the official code.
     Cropping uint8 instead of float rounds the bicubic result to 8 bits and clamps its
     overshoot: a documented, negligible difference that roughly halves the cost per image.
+    uint16 images (16-bit probe views) are made float first, so all their geometry is float.
     """
     size = spec.input_size
     v2, _, BICUBIC = _tv()
@@ -111,12 +125,12 @@ def train_transform(spec: TransformSpec) -> Callable[[torch.Tensor], torch.Tenso
             ops.append(v2.RandomCrop(size))
         if spec.hflip:
             ops.append(v2.RandomHorizontalFlip())
-        ops.append(_to_float)
+        ops.append(to_unit)
     elif spec.augment == "official_rgb":
         ops += [
             v2.RandomResizedCrop(size, interpolation=BICUBIC, antialias=True),
             v2.RandomHorizontalFlip(),
-            _to_float,
+            to_unit,
             v2.RandomChoice(
                 [
                     v2.Grayscale(num_output_channels=3),
@@ -130,11 +144,11 @@ def train_transform(spec: TransformSpec) -> Callable[[torch.Tensor], torch.Tenso
         ops += [
             v2.RandomResizedCrop(size, interpolation=BICUBIC, antialias=True),
             v2.RandomHorizontalFlip(),
-            _to_float,
+            to_unit,
         ]
     elif spec.augment == "official_band":
         ops += [
-            _to_float,
+            to_unit,
             minmax_per_channel,
             v2.RandomResizedCrop(size, interpolation=BICUBIC, antialias=True),
             v2.RandomHorizontalFlip(),
@@ -145,11 +159,13 @@ def train_transform(spec: TransformSpec) -> Callable[[torch.Tensor], torch.Tenso
             v2.RandomCrop(size),
             v2.RandomHorizontalFlip(),
             v2.RandomVerticalFlip(),
-            _to_float,
+            to_unit,
         ]
     how = spec.normalize
 
     def apply(x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.uint8:
+            x = to_unit(x)
         for op in ops:
             x = op(x)
         return normalize(x, how)
@@ -159,7 +175,7 @@ def train_transform(spec: TransformSpec) -> Callable[[torch.Tensor], torch.Tenso
 
 class _PadCrop:
     """Random translation by up to ``p`` pixels, edge-replicating (the paper recipe's
-    ``crop_padding``), on one uint8 image."""
+    ``crop_padding``), on one image (uint8, or float for 16-bit views)."""
 
     def __init__(self, p: int) -> None:
         self.p = p
@@ -172,7 +188,7 @@ class _PadCrop:
 
 
 def eval_transform(spec: TransformSpec) -> Callable[[torch.Tensor], torch.Tensor]:
-    """uint8 batch (N, H, W, 3) -> float (N, 3, S, S); deterministic.
+    """uint8 or uint16 batch (N, H, W, 3) -> float (N, 3, S, S); deterministic.
 
     ``paper`` with no input_size is exactly the historical ``(x / 255 - 0.5) / 0.25``.
     Official RGB/depth/band: Resize(S, bicubic) + CenterCrop(S). Official texture: the official
@@ -184,7 +200,7 @@ def eval_transform(spec: TransformSpec) -> Callable[[torch.Tensor], torch.Tensor
     _, TF, BICUBIC = _tv() if needs_tv else (None, None, None)
 
     def apply(images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float() / 255.0
+        x = to_unit(images.permute(0, 3, 1, 2))
         if spec.augment == "official_band":
             x = minmax_per_channel(x)
         if spec.augment == "official_texture":

@@ -26,6 +26,7 @@ from synth2real.train.augment import (
     TransformSpec,
     eval_transform,
     normalize,
+    to_unit,
     train_transform,
 )
 from synth2real.train.loader import (
@@ -41,9 +42,9 @@ from synth2real.train.recipe import Recipe, Runtime
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) under the paper normalisation, the one
+    """uint8/uint16 (N, H, W, 3) -> float (N, 3, H, W) under the paper normalisation, the one
     implementation of which lives in :func:`synth2real.train.augment.normalize`."""
-    return normalize(images.permute(0, 3, 1, 2).float() / 255.0, "paper")
+    return normalize(to_unit(images.permute(0, 3, 1, 2)), "paper")
 
 
 def augment(x: torch.Tensor, recipe: Recipe, gen: torch.Generator) -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""A torch map-style Dataset over a split's Parquet shards, decoding PNG rows on the fly.
+"""A torch map-style Dataset over a split's Parquet shards, decoding rows on the fly.
+
+Rows are decoded by :func:`synth2real.shards.decode_image`, so a split of 8-bit PNG rows gives
+uint8 images and a 16-bit probe view uint16 ones, through every path below (the decoded cache
+keeps the split's dtype).
 
 :mod:`synth2real.train.data` can load a whole split into memory as decoded uint8, which is
 right for the demo but not for the paper's 100k-image splits at 256 px (19.7 GB decoded per
@@ -33,7 +37,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -51,11 +54,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from synth2real.seeding import derive_seed
-from synth2real.shards import shard_files
+from synth2real.shards import decode_image, shard_files
 
 
 class ShardImageDataset(Dataset):
-    """index -> (image, label): uint8 CHW tensor, or ``transform(PIL image)`` if given."""
+    """index -> (image, label): uint8/uint16 CHW tensor, or ``transform(PIL image)`` if given
+    (8-bit rows only: PIL has no 16-bit RGB)."""
 
     def __init__(
         self,
@@ -89,13 +93,11 @@ class ShardImageDataset(Dataset):
         i = bisect.bisect_right(self.offsets, index) - 1
         images, labels = self._shard(i)
         j = index - self.offsets[i]
-        buf = images[j].as_buffer()
-        with Image.open(io.BytesIO(buf)) as im:
-            im = im.convert("RGB")
+        image = decode_image(images[j].as_buffer())
         label = int(labels[j])
         if self.transform is not None:
-            return self.transform(im), label
-        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1), label
+            return self.transform(Image.fromarray(image)), label
+        return torch.from_numpy(image.copy()).permute(2, 0, 1), label
 
     def labels(self) -> np.ndarray:
         """All labels of the split, in row order (reads the label column of unread shards)."""
@@ -113,11 +115,17 @@ def split_rows(paths: Sequence[str | os.PathLike[str]]) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in shard_files(paths))
 
 
+def first_image(paths: Sequence[str | os.PathLike[str]]) -> np.ndarray:
+    """A split's first image, decoded: the contract says all rows of a split share its size
+    and dtype."""
+    table = pq.read_table(shard_files(paths)[0], columns=["image"]).slice(0, 1)
+    return decode_image(table.column("image")[0].as_py())
+
+
 def first_image_shape(paths: Sequence[str | os.PathLike[str]]) -> tuple[int, int]:
     """(H, W) of a split's first image: the contract says all rows of a split share it."""
-    table = pq.read_table(shard_files(paths)[0], columns=["image"]).slice(0, 1)
-    with Image.open(io.BytesIO(table.column("image")[0].as_py())) as im:
-        return im.height, im.width
+    h, w = first_image(paths).shape[:2]
+    return h, w
 
 
 class MemorySource(Dataset):
@@ -150,7 +158,8 @@ def build_decoded_cache(
     cache_root: str | os.PathLike[str],
     workers: int = 0,
 ) -> Path:
-    """Decode a split once into ``cache_root/<key>/`` (uint8 N×H×W×3 + labels); reuse after.
+    """Decode a split once into ``cache_root/<key>/`` (N×H×W×3 in the split's dtype, uint8
+    or uint16, + labels); reuse after.
 
     Why: PNG decoding is the input pipeline's bottleneck (docs/training.md, loader benchmark).
     A decoded uint8 copy (~20 GB per 100k images at 256 px) on node-local disk is read through
@@ -169,19 +178,21 @@ def build_decoded_cache(
     root.mkdir(parents=True, exist_ok=True)
     source = ShardImageDataset(files, preload=False)
     n = len(source)
-    h, w = first_image_shape(files)
+    first = first_image(files)
+    (h, w), dtype = first.shape[:2], first.dtype
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
         mm = np.lib.format.open_memmap(
-            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, h, w, 3)
+            tmp / "images.npy", mode="w+", dtype=dtype, shape=(n, h, w, 3)
         )
         labels = np.empty(n, dtype=np.int64)
         loader = DataLoader(source, batch_size=64, num_workers=workers, collate_fn=_stack_chw)
         row = 0
         for images, ys in tqdm(loader, desc=f"decoding {n} images to {final}", mininterval=10):
-            if images.shape[1:3] != (h, w):
+            if images.shape[1:3] != (h, w) or images.numpy().dtype != dtype:
                 raise ValueError(
-                    f"{files}: images of different sizes ({tuple(images.shape[1:3])} vs {(h, w)})"
+                    f"{files}: images of different sizes or dtypes "
+                    f"({tuple(images.shape[1:3])} {images.dtype} vs {(h, w)} {dtype})"
                 )
             mm[row : row + len(ys)] = images.numpy()
             labels[row : row + len(ys)] = ys.numpy()
@@ -205,13 +216,14 @@ def build_decoded_cache(
 
 
 def _stack_chw(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate CHW uint8 images into an NHWC batch (the cache's layout)."""
+    """Collate CHW images into an NHWC batch (the cache's layout)."""
     images = torch.stack([im.permute(1, 2, 0) for im, _ in batch])
     return images, torch.tensor([y for _, y in batch], dtype=torch.int64)
 
 
 class DecodedCacheDataset(Dataset):
-    """index -> (uint8 CHW tensor, label) from a :func:`build_decoded_cache` entry.
+    """index -> (CHW tensor in the entry's dtype, label) from a :func:`build_decoded_cache`
+    entry.
 
     The memmap is opened lazily in each process, so the object pickles small and forked or
     spawned workers all read the same page-cache pages.

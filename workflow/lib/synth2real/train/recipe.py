@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from synth2real.train.augment import TransformSpec
-from synth2real.train.loader import first_image_shape, split_rows
+from synth2real.train.loader import first_image, split_rows
 
 
 @dataclass
@@ -89,10 +89,9 @@ class Runtime:
     def mode(self, shards: Sequence[str]) -> str:
         if self.loader != "auto":
             return self.loader
-        h, w = first_image_shape(shards)
-        return (
-            "memory" if split_rows(shards) * h * w * 3 / 1e6 <= self.memory_limit_mb else "stream"
-        )
+        image = first_image(shards)  # its dtype too: a 16-bit view takes twice the memory
+        decoded_mb = split_rows(shards) * image.nbytes / 1e6
+        return "memory" if decoded_mb <= self.memory_limit_mb else "stream"
 
     def cache_dir(self) -> str | None:
         if self.decoded_cache == "auto":
