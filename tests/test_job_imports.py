@@ -2,7 +2,8 @@
 
 Measured per job on the 2-core machine (CPU seconds): torch 2.1, torchvision (which pulls in
 torch._dynamo) +1.8 more, seaborn +0.9 over matplotlib and pandas, pandas 0.5, NumPy 0.1.
-The checks run the library calls of a job in a fresh interpreter and list the heavy modules it loaded.
+The checks run the library calls of a job in a fresh interpreter and list the heavy modules it
+loaded.
 """
 
 import subprocess
