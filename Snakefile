@@ -41,6 +41,8 @@ localrules:
     sample_grid,
     samples_table,
     samples_prompts,
+    probe_views,
+    caption_samples,
     generator_page,
     results_markdown,
     run_info,
