@@ -275,8 +275,12 @@ def write_config(tmp_path: Path, generators: dict[str, dict]) -> Path:
     """The e2e digits config with hub generators, CLIP features and the depth probe on, at a
     handful of images, and a registry of ``generators`` (id -> tiny registry entry)."""
     registry = tmp_path / "generators.yaml"
-    entries = {g: {k: v for k, v in spec.items() if k != "id"} for g, spec in generators.items()}
-    registry.write_text(yaml.safe_dump({"output_size": 8, "generators": entries}))
+    entries = {
+        g: {k: v for k, v in spec.items() if k not in ("id", "output_size")}
+        for g, spec in generators.items()
+    }
+    # stored at the real images' size (data.image_size of e2e.yaml): the grid checks they agree
+    registry.write_text(yaml.safe_dump({"output_size": 16, "generators": entries}))
     cfg = yaml.safe_load((ROOT / "tests" / "config" / "e2e.yaml").read_text())
     cfg.update(run="hub", generators_file=str(registry), generators=list(generators))
     cfg["data"].update(splits={"train": 3, "val": 1, "test": 2}, shard_size=100)
@@ -351,7 +355,7 @@ def test_weights_rule_fetches_every_model_then_jobs_load_them_offline(tiny_hub, 
     depth, _ = load_split(sorted((workdir / targets[0]).glob("*.parquet")))
     assert depth.shape[0] == 20 and np.array_equal(depth[..., 0], depth[..., 1])
     images, _ = load_split([workdir / targets[2]])
-    assert images.shape == (10, 8, 8, 3)
+    assert images.shape == (10, 16, 16, 3)
 
 
 @pytest.mark.slow
