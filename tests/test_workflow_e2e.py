@@ -143,7 +143,23 @@ def test_figures_and_sidecars(run_dir):
     views = pd.read_csv(figs / "probe_views.csv")  # Fig. 2: real and the first dataset
     assert list(dict.fromkeys(views.dataset)) == ["real", "ddpm-cfg1-classname"]
     assert list(dict.fromkeys(views.probe)) == ["rgb", "texture", "lowpass", "highpass"]
-    assert set(views.row) == {0} and set(views[views.probe == "texture"].shown) == {"9x9 patches"}
+    # real shows its first row; a class-name dataset (no caption to match) the first row of
+    # that image's class, read back from its train shard
+    real_view, synth_view = (views[views.dataset == d] for d in ("real", "ddpm-cfg1-classname"))
+    assert set(real_view.row) == {0} and set(synth_view.label) == set(real_view.label)
+    synth_labels = pd.read_parquet(
+        run_dir
+        / "results"
+        / "e2e"
+        / "data"
+        / "ddpm-cfg1-classname"
+        / "train"
+        / "shard-00000.parquet",
+        columns=["label"],
+    ).label
+    first_of_class = int((synth_labels == real_view.label.iloc[0]).idxmax())
+    assert set(synth_view.row) == {first_of_class}
+    assert set(views[views.probe == "texture"].shown) == {"9x9 patches"}
     assert not (run_dir / "results" / "e2e" / "tables" / "caption_samples.md").exists()
     table1 = pd.read_csv(figs / "samples_table" / "classname.csv")
     assert len(table1) == (1 + len(SYNTH)) * 4  # real + each generator, 4 classes
