@@ -48,7 +48,12 @@ from synth2real.captions.core import (
 from synth2real.captions.cost import CostEstimate, estimate_cost, sample_image_sizes
 from synth2real.captions.online import caption_online
 from synth2real.captions.prompts import load_clip_tokenizer, prompt_token_stats
-from synth2real.captions.store import CaptionJournal
+from synth2real.captions.store import (
+    CAPTION_COLUMNS,
+    CAPTION_SCHEMA,
+    TABLE_METADATA_KEY,
+    CaptionJournal,
+)
 from synth2real.input_checks import NO_KEY, check_openai_key
 from synth2real.io import write_csv_atomic, write_table_atomic
 
@@ -75,24 +80,6 @@ __all__ = [
 log = logging.getLogger("synth2real.captions.runner")
 
 JOURNAL_NAME = "journal.jsonl"
-TABLE_METADATA_KEY = b"synth2real.captions.runner"
-
-_CAPTION_SCHEMA = pa.schema(
-    [
-        ("image_id", pa.string()),
-        ("class_id", pa.string()),
-        ("model", pa.string()),
-        ("instruction_hash", pa.string()),
-        ("caption", pa.string()),
-        ("input_tokens", pa.int64()),
-        ("output_tokens", pa.int64()),
-        ("mode", pa.string()),
-        ("attempts", pa.int32()),
-        ("created_at", pa.string()),
-    ]
-)
-#: Columns of the caption table, in order.
-CAPTION_COLUMNS: tuple[str, ...] = tuple(_CAPTION_SCHEMA.names)
 #: Columns of the failures report (CSV).
 FAILURE_COLUMNS: tuple[str, ...] = ("image_id", "class_id", "reason", "attempts", "detail")
 
@@ -347,7 +334,7 @@ def captions_table(
         "instruction": settings.instruction_text,
         "settings": settings.to_public_dict(),
     }
-    schema = _CAPTION_SCHEMA.with_metadata({TABLE_METADATA_KEY: json.dumps(meta).encode()})
+    schema = CAPTION_SCHEMA.with_metadata({TABLE_METADATA_KEY: json.dumps(meta).encode()})
     return pa.table(columns, schema=schema)
 
 

@@ -17,26 +17,38 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from synth2real.io import fsync_dir
 
 log = logging.getLogger("synth2real.captions.runner")
 
+#: The caption table's schema: one row per captioned image, whoever wrote it (the OpenAI
+#: captioner, runner; the digits captioner, digits). Its metadata key holds the settings.
+TABLE_METADATA_KEY = b"synth2real.captions.runner"
+
+CAPTION_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("class_id", pa.string()),
+        ("model", pa.string()),
+        ("instruction_hash", pa.string()),
+        ("caption", pa.string()),
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("mode", pa.string()),
+        ("attempts", pa.int32()),
+        ("created_at", pa.string()),
+    ]
+)
+#: Columns of the caption table, in order.
+CAPTION_COLUMNS: tuple[str, ...] = tuple(CAPTION_SCHEMA.names)
+
 #: Identifies one cached caption: the same image asked the same question of the same model.
 CacheKey = tuple[str, str, str]
 
-#: Fields every journal record carries.
-RECORD_FIELDS: tuple[str, ...] = (
-    "image_id",
-    "class_id",
-    "model",
-    "instruction_hash",
-    "caption",
-    "input_tokens",
-    "output_tokens",
-    "mode",
-    "attempts",
-    "created_at",
-)
+#: Fields every journal record carries: the caption table's columns.
+RECORD_FIELDS: tuple[str, ...] = CAPTION_COLUMNS
 
 
 def record_key(record: dict[str, Any]) -> CacheKey:
