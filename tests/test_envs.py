@@ -164,7 +164,7 @@ def rule_scripts():
     own, bases = {}, {}
     for path in RULES:
         text = path.read_text()
-        heads = list(re.finditer(r"^(?:rule (\w+)|use rule (\w+) as (\w+) with):", text, re.M))
+        heads = list(re.finditer(r"^ *(?:rule (\w+)|use rule (\w+) as (\w+) with):", text, re.M))
         for head, nxt in zip(heads, [*heads[1:], None]):
             block = text[head.end() : nxt.start() if nxt else len(text)]
             name = head.group(1) or head.group(3)
@@ -187,7 +187,8 @@ RULE_SCRIPTS = rule_scripts()
 
 
 def test_rule_scripts_are_found():
-    assert {"captions", "train_ipc", "sample_grid", "generate"} <= set(RULE_SCRIPTS)
+    expected = {"captions", "digits_captions", "train_ipc", "sample_grid", "generate"}
+    assert expected <= set(RULE_SCRIPTS)
     assert len(RULE_SCRIPTS) >= 25
     assert "PIL" in import_closure(SCRIPTS / "caption_images.py")  # via the captions library
 
