@@ -1,7 +1,8 @@
 rule train_generator:
-    """The demo's generator: a class-conditional DDPM trained on the real digits train split."""
+    """The demo's generator: a class- (and with caption prompts, caption-) conditional DDPM
+    trained on the real digits train split."""
     input:
-        get_real_train_shards,
+        unpack(get_generator_train_inputs),
     output:
         directory(P.digits_ddpm()),
     log:
