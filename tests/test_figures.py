@@ -149,7 +149,8 @@ def test_catalog_names_are_the_public_figure_names():
 def test_fillable_follows_the_grid():
     """Each optional figure is fillable exactly when the grid has what it plots."""
     base = dict(registry={"g": {"geneval": None}}, generators=["g"], prompt_types=["classname"],
-                probes={"rgb": {"transform": "identity"}}, ipc_grid=list)  # fmt: skip
+                probes={"rgb": {"transform": "identity"}}, ipc_grid=list,
+                config={"metrics": {"adherence": "registry"}})  # fmt: skip
     always = ["release", "accuracy", "probes", "probe_gaps", "probe_views", "density_coverage",
               "transfer", "spectra"]  # fmt: skip
     assert catalog.filled(SimpleNamespace(**base)) == always
@@ -166,6 +167,9 @@ def test_fillable_follows_the_grid():
         "frequency_bands": {"probes": {"rgb": {"transform": "identity"},
                                        "lowpass": {"transform": "lowpass"}}},
     }  # fmt: skip
+    # The digits measure their GenEval stand-in (metrics.adherence: judge).
+    judge = SimpleNamespace(**{**base, "config": {"metrics": {"adherence": "judge"}}})
+    assert "geneval" in catalog.filled(judge) and "geneval_wu" not in catalog.filled(judge)
     for name, change in variants.items():
         filled = catalog.filled(SimpleNamespace(**{**base, **change}))
         extra = ["geneval"] if name == "geneval_wu" else []  # a Wu et al. score is a GenEval

@@ -37,6 +37,9 @@ tables = pf.FigureTables(
         pf.own_and_context(inp.clipscore, ctx["clipscore"]), pf.CLIPSCORE_COLUMNS
     ),
     ipc=pf.ipc_table(ipc_entries),
+    adherence=pf.read_csvs(
+        pf.own_and_context(inp.adherence, ctx["adherence"]), pf.ADHERENCE_COLUMNS
+    ),
     spectra=spectra,
     slopes=pf.spectrum_slopes(spectra, tuple(p.spectra["band"])),
 )

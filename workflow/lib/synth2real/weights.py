@@ -96,7 +96,9 @@ def generator_weights(gen_id: str, spec: Mapping[str, Any]) -> HubWeights:
 
 def needs_clip(grid: Any) -> bool:
     """CLIP is loaded for CLIP features and for CLIPScore (every caption dataset)."""
-    return grid.config["metrics"]["feature_extractor"] == "clip" or "caption" in grid.prompt_types
+    metrics = grid.config["metrics"]
+    clipscore = "caption" in grid.prompt_types and metrics.get("caption_score") != "attributes"
+    return metrics["feature_extractor"] == "clip" or clipscore
 
 
 def grid_weights(grid: Any) -> dict[str, HubWeights]:

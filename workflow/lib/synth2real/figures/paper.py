@@ -21,6 +21,7 @@ from synth2real.grid import REAL
 
 IPC_COLUMNS = ["dataset", "generator", "variant", "ipc", "arch", "top1"]
 CLIPSCORE_COLUMNS = ["dataset", "clipscore"]
+ADHERENCE_COLUMNS = ["dataset", "adherence", "measure"]
 
 
 @dataclass
@@ -36,6 +37,7 @@ class FigureTables:
     reference_arch: str
     clipscore: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CLIPSCORE_COLUMNS))
     ipc: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=IPC_COLUMNS))
+    adherence: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ADHERENCE_COLUMNS))
     spectra: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["dataset", "frequency", "amplitude"])
     )
@@ -68,8 +70,18 @@ def run_tables(inputs: Any, params: Any) -> FigureTables:
         reference_arch=params.reference_arch,
         clipscore=read_csvs(list(inputs.clipscore), CLIPSCORE_COLUMNS),
         ipc=read_csvs(list(inputs.ipc), IPC_COLUMNS),
+        adherence=read_csvs(list(getattr(inputs, "adherence", [])), ADHERENCE_COLUMNS),
         **({"slopes": pd.read_csv(slopes)} if slopes else {}),
     )
+
+
+def geneval_scores(t: FigureTables) -> pd.DataFrame:
+    """Fig. 3 (top)'s x: the measured stand-in where the run measures one, else GenEval."""
+    from synth2real.figures import plots as figures
+
+    if len(t.adherence):
+        return figures.adherence_table(t.adherence, t.synthetic)
+    return figures.geneval_table(t.registry)
 
 
 def existing(paths: Sequence[str]) -> list[str]:
@@ -129,7 +141,7 @@ def draw_all(
             t.results, t.registry, arch, stem, highlight
         ),
         "geneval": lambda stem: figures.alignment_figure(
-            t.results, figures.geneval_table(t.registry), "geneval", t.rgb_archs, stem, highlight
+            t.results, geneval_scores(t), "geneval", t.rgb_archs, stem, highlight
         ),
         "geneval_wu": lambda stem: figures.alignment_figure(
             t.results,

@@ -375,12 +375,36 @@ def clipscore_table(
     clipscore: pd.DataFrame, synthetic: Mapping[str, tuple[str, str]]
 ) -> pd.DataFrame:
     """CLIPScore per generator, from its caption dataset (as the paper computes it)."""
+    measures = clipscore.get("measure", pd.Series(["CLIPScore"] * len(clipscore)))
     rows = [
-        {"generator": synthetic[d][0], "x": float(v), "x_source": f"clipscore of {d}"}
-        for d, v in zip(clipscore.get("dataset", []), clipscore.get("clipscore", []))
+        {"generator": synthetic[d][0], "x": float(v),
+         "x_source": f"{m} of {d}" if "stand-in" in str(m) else f"clipscore of {d}"}
+        for d, v, m in zip(clipscore.get("dataset", []), clipscore.get("clipscore", []), measures)
         if d in synthetic and synthetic[d][1] == "caption"
-    ]
+    ]  # fmt: skip
     return pd.DataFrame(rows, columns=["generator", "x", "x_source"])
+
+
+def adherence_table(
+    adherence: pd.DataFrame, synthetic: Mapping[str, tuple[str, str]]
+) -> pd.DataFrame:
+    """Measured prompt following per dataset (``metrics.adherence: judge``, the digits'
+    GenEval stand-in): unlike a published GenEval, each prompt type has its own score."""
+    rows = [
+        {"generator": synthetic[d][0], "prompt_type": synthetic[d][1], "x": float(v),
+         "x_source": str(m)}
+        for d, v, m in zip(adherence.get("dataset", []), adherence.get("adherence", []),
+                           adherence.get("measure", []))
+        if d in synthetic
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["generator", "prompt_type", "x", "x_source"])
+
+
+def score_label(scores: pd.DataFrame, metric: str) -> str:
+    """The x axis label: the score's own name where the table gives one (a stand-in says so)."""
+    names = set(scores.get("x_source", []))
+    measured = [n for n in names if "stand-in" in str(n)]
+    return measured[0] if len(measured) == 1 else metric
 
 
 def alignment_figure(
@@ -395,15 +419,17 @@ def alignment_figure(
 
     ``scores`` has one row per generator (``generator, x, x_source``, and optionally
     ``x_cite``, which then picks each point's marker); both prompt types of a generator sit at
-    its score. The real baseline of each architecture is a dashed line.
+    its score. With a ``prompt_type`` column (measured stand-ins) each dataset has its own.
+    The real baseline of each architecture is a dashed line.
     """
+    keys = ["generator", "prompt_type"] if "prompt_type" in scores.columns else ["generator"]
     rows = []
     for arch in archs:
         try:
             base = real_baseline(results, "rgb", arch)
         except ValueError:
             base = float("nan")
-        pts = synth_to_real(results, "rgb", arch).merge(scores, on="generator", how="inner")
+        pts = synth_to_real(results, "rgb", arch).merge(scores, on=keys, how="inner")
         pts["arch"] = arch
         pts["real_baseline"] = base
         rows.append(pts)
@@ -423,7 +449,8 @@ def alignment_figure(
             ax.axhline(sel.real_baseline.iloc[0], color="black", ls="--", lw=1)
         if sel.empty:
             _no_data(ax, f"no {metric} scores for this run's generators")
-        ax.set(xlabel=metric, ylabel="top-1 on real test", ylim=(0, 1.02), title=arch)
+        ax.set(xlabel=score_label(scores, metric), ylabel="top-1 on real test", ylim=(0, 1.02))
+        ax.set_title(arch)
     save_figure(fig, pts, stem)
     return pts
 
