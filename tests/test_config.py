@@ -49,7 +49,8 @@ def test_a_configfile_is_the_whole_config(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = job_counts(proc.stdout)
     assert not {"depth_probe", "frequency_probe"} & set(counts), counts
-    assert counts["train_classifier"] == 4  # real and 3 generators, rgb smallcnn only
+    # real and 3 generators x 2 prompt types, rgb smallcnn only
+    assert counts["train_classifier"] == 7
 
 
 def test_without_a_configfile_the_paper_config_is_the_config(tmp_path):
@@ -114,8 +115,8 @@ def test_demo_grid_shape():
     grid = grid_of(load("demo.yaml"))
     assert grid.num_classes == 10
     assert list(grid.synthetic) == [
-        "ddpm-cfg1-classname", "ddpm-cfg3-classname", "ddpm-cfg7.5-classname"
-    ]  # fmt: skip
+        f"ddpm-cfg{w}-{p}" for w in ("1", "1.5", "2.5") for p in ("classname", "caption")
+    ]
     assert "depth" not in grid.probes  # wired, switched off
     evals = grid.evaluations()
     # every model is tested on real; real models also on each synthetic test split
@@ -141,7 +142,8 @@ def test_caption_sources_and_the_splits_the_captions_job_reads():
     grid = grid_of(config)
     assert grid.captioned_splits() == ("train",)
     assert [grid.caption_source(s) for s in ("train", "val", "test")] == ["train"] * 3
-    assert grid_of(load("demo.yaml")).captioned_splits() == ()  # no caption prompts
+    classname_only = {**load("demo.yaml"), "prompt_types": ["classname"]}
+    assert grid_of(classname_only).captioned_splits() == ()  # no caption prompts
 
 
 def test_held_out_splits_must_fit_their_real_split():
@@ -169,8 +171,9 @@ def job_blocks(dry_run_output):
 
 @pytest.mark.parametrize("held_out", [True, False])
 def test_dry_run_wires_captions_and_prompts_to_the_captioned_splits(held_out, tmp_path):
-    """The DAG itself: the captions job reads the real shards of every captioned split and
-    writes one table each; a caption dataset's val/test prompts read their source's table."""
+    """The DAG itself: the captions job (for the digits, rule digits_captions) reads the real
+    shards of every captioned split and writes one table each; a caption dataset's val/test
+    prompts read their source's table."""
     config = load("demo.yaml")
     config["prompt_types"] = ["classname", "caption"]
     config["data"]["classes"] = None
@@ -178,7 +181,7 @@ def test_dry_run_wires_captions_and_prompts_to_the_captioned_splits(held_out, tm
     proc = dry_run(config, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = job_blocks(proc.stdout)
-    [captions] = [fields for rule, fields in jobs if rule == "captions"]
+    [captions] = [fields for rule, fields in jobs if rule == "digits_captions"]
     splits = ["train", "val", "test"] if held_out else ["train"]
     assert captions["input"].split(", ") == [
         f"results/demo/data/real/{s}/shard-00000.parquet" for s in splits
@@ -186,8 +189,7 @@ def test_dry_run_wires_captions_and_prompts_to_the_captioned_splits(held_out, tm
     tables = {s: "captions.parquet" if s == "train" else f"captions-{s}.parquet" for s in splits}
     assert sorted(captions["output"].split(", ")) == sorted(
         [f"results/demo/captions/{t}" for t in tables.values()]
-        + ["results/demo/captions/failures.csv"]
-    )
+    )  # no failures report: nothing is requested, nothing can fail
     prompts = {
         fields["wildcards"]: fields.get("input")
         for rule, fields in jobs

@@ -15,7 +15,7 @@ from synth2real import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "config" / "demo.yaml"
-GENERATORS = ["ddpm-cfg1", "ddpm-cfg3", "ddpm-cfg7.5"]
+GENERATORS = ["ddpm-cfg1", "ddpm-cfg1.5", "ddpm-cfg2.5"]
 
 
 def dry_run(tmp_path, *targets):
@@ -39,7 +39,7 @@ def jobs(dry_run_output):
     return out
 
 
-@pytest.mark.parametrize("generator", ["ddpm-cfg3"])
+@pytest.mark.parametrize("generator", ["ddpm-cfg2.5"])  # the one with IPC curves
 def test_page_target_runs_only_its_generator(tmp_path, generator):
     listed = jobs(dry_run(tmp_path, f"results/demo/generators/{generator}/page.md"))
     rules = [r for r, _ in listed]
@@ -53,9 +53,11 @@ def test_page_target_runs_only_its_generator(tmp_path, generator):
         for ext in ("png", "pdf", "csv"):
             assert f"results/demo/generators/{generator}/figures/{fig.name}.{ext}" in page
     # its own data, models, metrics and IPC points ...
-    assert rules.count("generate") == 3  # train, val, test of its one dataset
-    assert rules.count("train_classifier") == 2 * 4  # real and its dataset, 4 probe models each
-    assert rules.count("train_ipc") == 2 * 2  # real and its dataset at IPC 10 and 30
+    assert rules.count("generate") == 2 * 3  # train, val, test of its two prompt types
+    assert rules.count("generate_cpc") == 1  # its reduced captions-per-class train split
+    assert rules.count("train_classifier") == 3 * 4  # real and its 2 datasets, 4 probes each
+    # real and its 2 datasets at IPC 10 and 30, its CPC variant at 10, 30 and 100
+    assert rules.count("train_ipc") == 3 * 2 + 3
     # ... the shared real-data jobs, and nothing that needs every generator
     assert {"real_data", "train_generator"} <= set(rules)
     for whole_run in ("summarize", "figures", "gather_distribution", "spectra_figure", "all"):

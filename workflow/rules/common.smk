@@ -83,6 +83,15 @@ def get_test_shards(wildcards):
     return probe_shards(wildcards.test_dataset, wildcards.probe, "test")
 
 
+def get_generator_train_inputs(wildcards=None):
+    """The demo generator's training data: the real train shards, and the train captions
+    where the grid has caption prompts (the generator then learns them too)."""
+    inputs = {"shards": get_real_train_shards(wildcards)}
+    if "caption" in GRID.prompt_types:
+        inputs["captions"] = P.captions()
+    return inputs
+
+
 def get_generator_model(wildcards):
     """What a generation job loads: the demo's trained DDPM or downloaded hub weights."""
     gen = GRID.synthetic[wildcards.synth][0]
@@ -156,6 +165,35 @@ def get_feature_model(wildcards=None):
     if config["metrics"]["feature_extractor"] == "classifier":
         return P.model(REAL, "rgb", config["reference_arch"])
     return get_clip_weights()
+
+
+def get_clipscore_inputs(wildcards=None):
+    """CLIP's weights, or for the attribute stand-in the train captions (their bin edges)."""
+    shards = {"shards": get_train_shards_of_synth(wildcards)}
+    if config["metrics"]["caption_score"] == "attributes":
+        return {**shards, "captions": P.captions()}
+    return {**shards, "clip": get_clip_weights()}
+
+
+def clipscore_settings():
+    """What the caption score depends on: the CLIP model, or only which score it is."""
+    if config["metrics"]["caption_score"] == "attributes":
+        return settings_subset("metrics", "caption_score")
+    return settings_subset("metrics", "clip_model", "clip_revision")
+
+
+def get_adherence_tables(wildcards=None):
+    """The measured prompt-following tables (metrics.adherence: judge), one per dataset."""
+    if config["metrics"]["adherence"] != "judge":
+        return []
+    return [P.adherence(d) for d in GRID.synthetic]
+
+
+def get_reference_features(wildcards=None):
+    """Density/coverage's real reference: real train's features (the paper), or those of the
+    split metrics.reference names."""
+    split = config["metrics"]["reference"]
+    return P.features(REAL) if split == "train" else P.reference_features(split)
 
 
 def get_clip_weights(wildcards=None):
@@ -574,6 +612,7 @@ def get_figure_inputs(wildcards=None):
         "results": P.results_table(),
         "distribution": P.distribution_table(),
         "clipscore": get_clipscore_tables(),
+        "adherence": get_adherence_tables(),
         "ipc": get_ipc_table(),
     }
 
@@ -782,6 +821,7 @@ def get_page_inputs(wildcards):
         "clipscore": [
             P.clipscore(d) for d in synth_of(g) if GRID.synthetic[d][1] == "caption"
         ],
+        "adherence": [p for p in get_adherence_tables() if p in {P.adherence(d) for d in mine}],
         "spectra": [P.spectrum(d) for d in page_datasets(g)],
         "ipc": [e["path"] for e in ipc_entries({g, REAL})],
         "samples": [P.samples(d) for d in synth_of(g)],
@@ -795,6 +835,7 @@ def get_page_context(wildcards):
         "evals": get_eval_tables(),
         "distribution": get_distribution_tables(),
         "clipscore": get_clipscore_tables(),
+        "adherence": get_adherence_tables(),
         "spectra": get_spectra_tables(),
         "ipc": ipc_entries(),
         "own_ipc": ipc_entries({wildcards.generator, REAL}),

@@ -18,10 +18,24 @@ rule extract_features:
         "../scripts/extract_features.py"
 
 
-rule distribution:
-    """Precision, recall, density and coverage of one synthetic train set against real train."""
+use rule extract_features as extract_reference_features with:
     input:
-        real=P.features(REAL),
+        shards=data_shards(REAL, config["metrics"]["reference"]),
+        model=get_feature_model,
+    output:
+        P.reference_features(config["metrics"]["reference"]),
+    log:
+        P.log(f"extract_features/real.{config['metrics']['reference']}"),
+    benchmark:
+        P.benchmark(f"extract_features/real.{config['metrics']['reference']}")
+
+
+rule distribution:
+    """Precision, recall, density and coverage of one synthetic train set against the real
+    reference split (metrics.reference: real train as the paper, or images the generator never
+    saw)."""
+    input:
+        real=get_reference_features,
         fake=P.features("{synth}"),
     output:
         summary=P.distribution(),
@@ -76,10 +90,10 @@ rule spectrum:
 
 
 rule clipscore:
-    """CLIPScore (ViT-L/14) of a caption dataset's train images against their prompts."""
+    """CLIPScore (ViT-L/14) of a caption dataset's train images against their prompts, or with
+    metrics.caption_score: attributes (the digits) its stand-in, caption agreement."""
     input:
-        shards=get_train_shards_of_synth,
-        clip=get_clip_weights,
+        unpack(get_clipscore_inputs),
     output:
         P.clipscore(),
     log:
@@ -90,6 +104,22 @@ rule clipscore:
         "../../envs/torch.yaml"
     threads: threads_for("clipscore")
     params:
-        metrics=settings_subset("metrics", "clip_model", "clip_revision"),
+        metrics=clipscore_settings(),
     script:
         "../scripts/clipscore.py"
+
+
+rule adherence:
+    """The digits' stand-in for GenEval (metrics.adherence: judge): how often an independent
+    real-trained judge recognises the prompted class in a synthetic train set."""
+    input:
+        real=get_real_train_shards,
+        synth=get_train_shards_of_synth,
+    output:
+        P.adherence(),
+    log:
+        P.log("adherence/{synth}"),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/adherence.py"

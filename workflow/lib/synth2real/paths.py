@@ -110,6 +110,15 @@ class RunPaths:
     def features(self, dataset: str = "{dataset}") -> str:
         return f"{self.root}/features/{dataset}.npz"
 
+    def adherence(self, synth: str = "{synth}") -> str:
+        """The judge adherence of a synthetic train set (the digits' GenEval stand-in)."""
+        return f"{self.root}/metrics/adherence/{synth}.csv"
+
+    def reference_features(self, split: str) -> str:
+        """Features of a real split other than train: density/coverage's reference
+        (``metrics.reference``); real train's are :meth:`features`."""
+        return f"{self.root}/features/real.{split}.npz"
+
     def distribution(self, synth: str = "{synth}") -> str:
         return f"{self.root}/metrics/distribution/{synth}.csv"
 
