@@ -277,3 +277,20 @@ def test_real_and_synthetic_stored_sizes_must_agree():
     config["data"]["image_size"] = 24
     with pytest.raises(ConfigError, match=r"image_size is 24 .* ddpm-cfg1 at 16"):
         grid_of(config)
+
+
+@pytest.mark.parametrize("reference", ["train", "test"])
+def test_density_coverage_reference_is_the_configured_real_split(reference, tmp_path):
+    """metrics.reference picks the real features every distribution job compares against:
+    real train's (the paper) or those of a split the generator never saw (the demo: test)."""
+    config = load("demo.yaml")
+    config["metrics"]["reference"] = reference
+    proc = dry_run(config, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = job_blocks(proc.stdout)
+    real = "real.npz" if reference == "train" else "real.test.npz"
+    inputs = [fields["input"] for rule, fields in jobs if rule == "distribution"]
+    assert len(inputs) == 6 and all(f"results/demo/features/{real}" in i for i in inputs)
+    extracted = [fields["output"] for rule, fields in jobs if rule.startswith("extract_")]
+    assert f"results/demo/features/{real}" in extracted
+    assert ("results/demo/features/real.test.npz" in extracted) == (reference == "test")
