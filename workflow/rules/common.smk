@@ -821,7 +821,9 @@ def get_page_inputs(wildcards):
         "clipscore": [
             P.clipscore(d) for d in synth_of(g) if GRID.synthetic[d][1] == "caption"
         ],
-        "adherence": [p for p in get_adherence_tables() if p in {P.adherence(d) for d in mine}],
+        "adherence": [
+            p for p in get_adherence_tables() if p in {P.adherence(d) for d in mine}
+        ],
         "spectra": [P.spectrum(d) for d in page_datasets(g)],
         "ipc": [e["path"] for e in ipc_entries({g, REAL})],
         "samples": [P.samples(d) for d in synth_of(g)],
