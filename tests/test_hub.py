@@ -85,11 +85,13 @@ def test_the_grid_lists_every_hub_model_it_loads():
     }  # fmt: skip
     assert paper[clip].download_spec()["download"] == hub.TRANSFORMERS_DOWNLOAD
     assert paper[clip].flag == f"resources/weights/{clip}/.complete"
-    # The demo trains its own generator and uses classifier features: nothing to download.
+    # The demo trains its own generator, uses classifier features and scores its captions with
+    # the attribute stand-in: nothing to download.
     demo = validated(ROOT / "config" / "demo.yaml")
-    assert hub.grid_weights(Grid(demo, ROOT)) == {}
+    assert "caption" in demo["prompt_types"] and hub.grid_weights(Grid(demo, ROOT)) == {}
     # CLIPScore alone (caption prompts, classifier features) still needs CLIP.
-    assert hub.needs_clip(Grid({**demo, "prompt_types": ["classname", "caption"]}, ROOT))
+    clipscore = {**demo, "metrics": {**demo["metrics"], "caption_score": "clipscore"}}
+    assert hub.needs_clip(Grid(clipscore, ROOT))
 
 
 def test_missing_and_gated_checks_read_flags_and_the_environment_only(tmp_path):

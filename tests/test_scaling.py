@@ -165,8 +165,11 @@ def test_paper_scaling_grid():
 def test_demo_scaling_grid():
     grid = Grid(load("demo.yaml"), root=ROOT)
     assert grid.ipc_grid() == [10, 30, 100]
-    assert grid.cpc_datasets() == {}  # class-name prompts only
-    assert list(grid.scaling_datasets()) == ["real", *grid.synthetic]
+    # one generator's curves: its two prompt types and its 10 captions x 10 images variant
+    assert grid.cpc_datasets() == {"ddpm-cfg2.5-cpc10x10": ("ddpm-cfg2.5", "cpc10x10", 10, 10)}
+    assert list(grid.scaling_datasets()) == [
+        "real", "ddpm-cfg2.5-classname", "ddpm-cfg2.5-caption", "ddpm-cfg2.5-cpc10x10"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ GPU_RULES = {
     "generate",
     "depth_probe",
     "extract_features",
+    "extract_reference_features",
     "train_classifier",
     "evaluate",
     "evaluate_real_model",
@@ -44,8 +45,9 @@ def cluster_rules() -> set[str]:
     names, uses = set(), []
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
-        for block in re.split(r"(?m)^(?=rule )", text)[1:]:
-            name = re.match(r"rule (\w+):", block).group(1)
+        # Rules may sit under an `if` (captions / digits_captions): indented heads count too.
+        for block in re.split(r"(?m)^(?= *rule )", text)[1:]:
+            name = re.match(r" *rule (\w+):", block).group(1)
             if "localrule: True" not in block and re.search(r"^\s+(script|shell):", block, re.M):
                 names.add(name)
         uses += re.findall(r"(?m)^use rule (\w+) as (\w+)", text)
