@@ -182,11 +182,12 @@ def clipscore_settings():
     return settings_subset("metrics", "clip_model", "clip_revision")
 
 
-def get_adherence_tables(wildcards=None):
-    """The measured prompt-following tables (metrics.adherence: judge), one per dataset."""
+def get_adherence_tables(wildcards=None, datasets=None):
+    """The measured prompt-following tables (metrics.adherence: judge), one per synthetic
+    dataset (of ``datasets``, default all)."""
     if config["metrics"]["adherence"] != "judge":
         return []
-    return [P.adherence(d) for d in GRID.synthetic]
+    return [P.adherence(d) for d in (GRID.synthetic if datasets is None else datasets)]
 
 
 def get_reference_features(wildcards=None):
@@ -821,9 +822,7 @@ def get_page_inputs(wildcards):
         "clipscore": [
             P.clipscore(d) for d in synth_of(g) if GRID.synthetic[d][1] == "caption"
         ],
-        "adherence": [
-            p for p in get_adherence_tables() if p in {P.adherence(d) for d in mine}
-        ],
+        "adherence": get_adherence_tables(datasets=synth_of(g)),
         "spectra": [P.spectrum(d) for d in page_datasets(g)],
         "ipc": [e["path"] for e in ipc_entries({g, REAL})],
         "samples": [P.samples(d) for d in synth_of(g)],

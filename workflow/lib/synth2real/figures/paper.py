@@ -75,6 +75,13 @@ def run_tables(inputs: Any, params: Any) -> FigureTables:
     )
 
 
+def measure_name(frame: pd.DataFrame, default: str) -> str:
+    """What a score table measured (its ``measure`` column, e.g. a stand-in's name), where it
+    names exactly one thing; else ``default``. The axis then says what was measured."""
+    names = set(frame["measure"].dropna()) if "measure" in frame else set()
+    return str(names.pop()) if len(names) == 1 else default
+
+
 def geneval_scores(t: FigureTables) -> pd.DataFrame:
     """Fig. 3 (top)'s x: the measured stand-in where the run measures one, else GenEval."""
     from synth2real.figures import plots as figures
@@ -141,7 +148,13 @@ def draw_all(
             t.results, t.registry, arch, stem, highlight
         ),
         "geneval": lambda stem: figures.alignment_figure(
-            t.results, geneval_scores(t), "geneval", t.rgb_archs, stem, highlight
+            t.results,
+            geneval_scores(t),
+            "geneval",
+            t.rgb_archs,
+            stem,
+            highlight,
+            xlabel=measure_name(t.adherence, "geneval"),
         ),
         "geneval_wu": lambda stem: figures.alignment_figure(
             t.results,
@@ -158,6 +171,7 @@ def draw_all(
             t.rgb_archs,
             stem,
             highlight,
+            xlabel=measure_name(t.clipscore, "clipscore"),
         ),
         "probes": lambda stem: figures.probes_figure(t.results, enabled, arch, stem, highlight),
         "probe_gaps": lambda stem: figures.probe_gaps_figure(t.results, enabled, stem, highlight),

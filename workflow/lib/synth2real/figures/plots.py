@@ -375,13 +375,12 @@ def clipscore_table(
     clipscore: pd.DataFrame, synthetic: Mapping[str, tuple[str, str]]
 ) -> pd.DataFrame:
     """CLIPScore per generator, from its caption dataset (as the paper computes it)."""
-    measures = clipscore.get("measure", pd.Series(["CLIPScore"] * len(clipscore)))
+    measures = clipscore.get("measure", pd.Series(["clipscore"] * len(clipscore)))
     rows = [
-        {"generator": synthetic[d][0], "x": float(v),
-         "x_source": f"{m} of {d}" if "stand-in" in str(m) else f"clipscore of {d}"}
+        {"generator": synthetic[d][0], "x": float(v), "x_source": f"{m} of {d}"}
         for d, v, m in zip(clipscore.get("dataset", []), clipscore.get("clipscore", []), measures)
         if d in synthetic and synthetic[d][1] == "caption"
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows, columns=["generator", "x", "x_source"])
 
 
@@ -400,13 +399,6 @@ def adherence_table(
     return pd.DataFrame(rows, columns=["generator", "prompt_type", "x", "x_source"])
 
 
-def score_label(scores: pd.DataFrame, metric: str) -> str:
-    """The x axis label: the score's own name where the table gives one (a stand-in says so)."""
-    names = set(scores.get("x_source", []))
-    measured = [n for n in names if "stand-in" in str(n)]
-    return measured[0] if len(measured) == 1 else metric
-
-
 def alignment_figure(
     results: pd.DataFrame,
     scores: pd.DataFrame,
@@ -414,13 +406,15 @@ def alignment_figure(
     archs: Sequence[str],
     stem: str | os.PathLike[str],
     highlight: str | None = None,
+    xlabel: str | None = None,
 ) -> pd.DataFrame:
     """Fig. 3: Synth->Real top-1 against a prompt-following score, one panel per architecture.
 
     ``scores`` has one row per generator (``generator, x, x_source``, and optionally
     ``x_cite``, which then picks each point's marker); both prompt types of a generator sit at
     its score. With a ``prompt_type`` column (measured stand-ins) each dataset has its own.
-    The real baseline of each architecture is a dashed line.
+    The real baseline of each architecture is a dashed line; ``xlabel`` names the score
+    (default ``metric``), so a stand-in says it is one.
     """
     keys = ["generator", "prompt_type"] if "prompt_type" in scores.columns else ["generator"]
     rows = []
@@ -449,8 +443,7 @@ def alignment_figure(
             ax.axhline(sel.real_baseline.iloc[0], color="black", ls="--", lw=1)
         if sel.empty:
             _no_data(ax, f"no {metric} scores for this run's generators")
-        ax.set(xlabel=score_label(scores, metric), ylabel="top-1 on real test", ylim=(0, 1.02))
-        ax.set_title(arch)
+        ax.set(xlabel=xlabel or metric, ylabel="top-1 on real test", ylim=(0, 1.02), title=arch)
     save_figure(fig, pts, stem)
     return pts
 

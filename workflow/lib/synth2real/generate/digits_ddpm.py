@@ -97,6 +97,12 @@ def null_bins(n: int, num_attributes: int = len(ATTRIBUTES)) -> torch.Tensor:
     return torch.full((n, num_attributes), N_BINS, dtype=torch.long)
 
 
+def bins_of_caption(caption: str) -> list[int]:
+    """A caption's attribute bins, the null bin where it names none (training and sampling
+    read captions the same way)."""
+    return [N_BINS if b is None else b for b in parse_caption(caption)]
+
+
 def train_ddpm(
     images: np.ndarray,
     labels: np.ndarray,
@@ -225,7 +231,7 @@ def prompt_condition(
         if name.strip() not in class_names:
             raise ValueError(f"DigitsPipeline prompts start with a class name; got {prompt!r}")
         labels.append(list(class_names).index(name.strip()))
-        rows.append([N_BINS if b is None else b for b in parse_caption(caption)])
+        rows.append(bins_of_caption(caption))
     return labels, torch.as_tensor(rows, dtype=torch.long).reshape(len(rows), len(ATTRIBUTES))
 
 
@@ -316,9 +322,7 @@ def train_from_shards(
         missing = [i for i in ids if i not in by_id]
         if missing:
             raise ValueError(f"{len(missing)} train image(s) have no caption, e.g. {missing[0]}")
-        bins = np.array(
-            [[N_BINS if b is None else b for b in parse_caption(by_id[i])] for i in ids]
-        )
+        bins = np.array([bins_of_caption(by_id[i]) for i in ids])
     return train_ddpm(
         images[index], labels[index], bins, int(labels.max()) + 1, out_dir, seed=seed, **settings
     )
