@@ -169,11 +169,34 @@ def test_fillable_follows_the_grid():
     }  # fmt: skip
     # The digits measure their GenEval stand-in (metrics.adherence: judge).
     judge = SimpleNamespace(**{**base, "config": {"metrics": {"adherence": "judge"}}})
-    assert "geneval" in catalog.filled(judge) and "geneval_wu" not in catalog.filled(judge)
+    assert {"geneval", "geneval_wu"} <= set(catalog.filled(judge))
+    captions_only = SimpleNamespace(**{**vars(judge), "prompt_types": ["caption"]})
+    assert "geneval_wu" not in catalog.filled(captions_only)  # its one score is class names'
     for name, change in variants.items():
         filled = catalog.filled(SimpleNamespace(**{**base, **change}))
         extra = ["geneval"] if name == "geneval_wu" else []  # a Wu et al. score is a GenEval
         assert sorted(filled) == sorted([*always, *extra, name]), name
+
+
+def test_judge_adherence_fills_both_geneval_panels(tables, tmp_path):
+    """With the measured stand-in, ``geneval`` puts each dataset at its own adherence and
+    ``geneval_wu`` puts both of a generator's datasets at its class-name adherence: one score
+    per generator from one source, as the paper draws Fig. 3 (top)."""
+    measure = "judge adherence (GenEval stand-in)"
+    score = {d: 0.5 + 0.1 * i for i, d in enumerate(SYNTH)}
+    adherence = pd.DataFrame({"dataset": list(score), "adherence": list(score.values()),
+                              "measure": measure})  # fmt: skip
+    judged = pf.FigureTables(**{**vars(tables), "adherence": adherence})
+    pf.draw_all(judged, tmp_path, names=["geneval", "geneval_wu"])
+    per_dataset, per_generator = read(tmp_path, "geneval"), read(tmp_path, "geneval_wu")
+    assert len(per_dataset) == len(per_generator) == len(SYNTH) * 2  # 2 rgb archs
+    for r in per_dataset.itertuples():
+        assert r.geneval == pytest.approx(score[r.train_dataset])
+        assert r.top1 == top1(r.train_dataset, "rgb", r.arch, "real")
+    for r in per_generator.itertuples():
+        assert r.geneval == pytest.approx(score[f"{r.generator}-classname"])
+        assert r.geneval_source == measure
+        assert r.top1 == top1(r.train_dataset, "rgb", r.arch, "real")
 
 
 def test_page_lists_every_figure_with_its_label(tables, tmp_path):
