@@ -124,6 +124,15 @@ def test_demo_grid_shape():
     assert len(evals) == n_models + 4 * len(grid.synthetic)
 
 
+def test_demo_measures_density_with_the_papers_distance():
+    """The demo differs from the paper config in its feature space (a real-trained classifier,
+    not CLIP) and its reference split, both written down; its PRDC distance is the paper's, so
+    density and coverage are computed as the paper computed them (docs/fidelity.md, row 2)."""
+    demo, paper = load("demo.yaml")["metrics"], load("config.yaml")["metrics"]
+    assert demo["distance"] == paper["distance"] == "cosine"
+    assert demo["nearest_k"] == paper["nearest_k"] == 5
+
+
 def test_paper_grid_shape():
     grid = grid_of(load("config.yaml"))
     assert grid.num_classes == 200
